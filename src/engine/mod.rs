@@ -1,0 +1,17 @@
+//! The pure decision engine: rules, windows and decisions. No tokio, no network, no system
+//! clock — time arrives as a `Timestamp` and counts arrive as readings from a store.
+
+mod decide;
+mod limit;
+mod request;
+mod rules;
+mod window;
+
+#[cfg(test)]
+mod tests;
+
+pub use decide::{CounterUpdate, Decision, DescriptorDecision, Plan, conclude, plan};
+pub use limit::{Algorithm, Limit, TimeUnit, Window};
+pub use request::{Descriptor, Entry, Request};
+pub use rules::{Children, DomainRules, KeyBranch, Node, Policy, Rule, RuleSet, ValuePattern};
+pub use window::{Assessment, CounterReading, assess, window_index};

@@ -1,0 +1,273 @@
+//! The embedded counter store: one lock-free map from counter identity to a cell, and one
+//! 128-bit atomic per cell holding `[window tag | previous count | current count]`, updated by
+//! compare-and-swap. Reads take no lock; an update allocates only when a key is new.
+//!
+//! Expired cells are reclaimed by `sweep`: it marks a cell dead with the same CAS the request
+//! path uses, then unlinks it, so a request racing the sweep sees the mark and retries on a
+//! fresh cell instead of counting into a cell nobody will read again.
+
+use std::future::{Future, ready};
+use std::ptr;
+
+use foldhash::fast::RandomState;
+use papaya::HashMap;
+use portable_atomic::{AtomicU128, Ordering};
+
+use crate::clock::Timestamp;
+use crate::engine::{Algorithm, CounterReading, Plan, window_index};
+
+use super::{CounterStore, StoreError};
+
+/// Counts saturate here, far above any `u32` limit and below the all-ones dead mark.
+const COUNT_MAX: u64 = (1 << 48) - 2;
+const COUNT_MASK: u128 = (1 << 48) - 1;
+/// A cell the sweeper has reclaimed; no live state can equal it because counts saturate lower.
+const DEAD: u128 = u128::MAX;
+
+/// A cell's state, unpacked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct WindowState {
+    /// The low 32 bits of the window index the `current` count belongs to.
+    tag: u32,
+    previous: u64,
+    current: u64,
+}
+
+impl WindowState {
+    fn unpack(bits: u128) -> Self {
+        Self {
+            tag: (bits >> 96) as u32,
+            previous: ((bits >> 48) & COUNT_MASK) as u64,
+            current: (bits & COUNT_MASK) as u64,
+        }
+    }
+
+    fn pack(self) -> u128 {
+        (u128::from(self.tag) << 96) | (u128::from(self.previous) << 48) | u128::from(self.current)
+    }
+
+    /// The state after adding `hits` in window `tag`, rotating the window if time moved on.
+    fn add(self, tag: u32, hits: u64) -> Self {
+        let add = |count: u64| count.saturating_add(hits).min(COUNT_MAX);
+        let behind = tag.wrapping_sub(self.tag);
+        if behind == 0 || (behind as i32) < 0 {
+            // Same window, or another thread's clock is a hair ahead: count into the newest window.
+            Self {
+                current: add(self.current),
+                ..self
+            }
+        } else if behind == 1 {
+            Self {
+                tag,
+                previous: self.current,
+                current: add(0),
+            }
+        } else {
+            Self {
+                tag,
+                previous: 0,
+                current: add(0),
+            }
+        }
+    }
+
+    /// Whether nothing in this state can matter at window `tag` (neither current nor previous).
+    fn expired_at(self, tag: u32) -> bool {
+        let behind = tag.wrapping_sub(self.tag);
+        behind >= 2 && (behind as i32) > 0
+    }
+}
+
+/// One counter: its packed window state and its window length (for the sweeper).
+#[derive(Debug)]
+struct Cell {
+    state: AtomicU128,
+    window_nanos: u64,
+}
+
+impl Cell {
+    fn new(window_nanos: u64) -> Self {
+        Self {
+            state: AtomicU128::new(0),
+            window_nanos,
+        }
+    }
+
+    /// Adds `hits` in window `tag`; `None` when the sweeper reclaimed this cell first.
+    fn apply(&self, tag: u32, hits: u64) -> Option<WindowState> {
+        let mut seen = self.state.load(Ordering::Acquire);
+        loop {
+            if seen == DEAD {
+                return None;
+            }
+            let next = WindowState::unpack(seen).add(tag, hits);
+            if hits == 0 {
+                // A zero-hit request only reads: report what the state would be, write nothing.
+                return Some(next);
+            }
+            match self.state.compare_exchange_weak(
+                seen,
+                next.pack(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(next),
+                Err(actual) => seen = actual,
+            }
+        }
+    }
+
+    /// Marks the cell dead if it holds nothing that matters at `now`; true when marked.
+    fn kill_if_expired(&self, now: Timestamp) -> bool {
+        let tag = window_index(now, self.window_nanos) as u32;
+        let seen = self.state.load(Ordering::Acquire);
+        seen != DEAD
+            && WindowState::unpack(seen).expired_at(tag)
+            && self
+                .state
+                .compare_exchange(seen, DEAD, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+}
+
+/// Counts for an operator: how many counters the store holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryStoreStats {
+    /// Counter cells currently held (live or awaiting the sweeper).
+    pub keys: usize,
+}
+
+/// The in-process, lock-free counter store.
+#[derive(Debug)]
+pub struct MemoryStore {
+    cells: HashMap<Box<[u8]>, Cell, RandomState>,
+}
+
+impl Default for MemoryStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self {
+            cells: HashMap::with_hasher(RandomState::default()),
+        }
+    }
+
+    /// Applies every counter of `plan` and returns the readings, in plan order.
+    pub fn apply_plan(&self, plan: &Plan<'_>) -> Vec<CounterReading> {
+        let cells = self.cells.pin();
+        plan.counters()
+            .map(|(key, update)| {
+                let tag = update.window_index as u32;
+                let state = loop {
+                    let cell = match cells.get(key) {
+                        Some(cell) => cell,
+                        None => cells.get_or_insert_with(Box::from(key), || Cell::new(update.window_nanos)),
+                    };
+                    match cell.apply(tag, update.hits) {
+                        Some(state) => break state,
+                        None => {
+                            // Reclaimed under us: help unlink the dead cell, then start afresh.
+                            let _ = cells.remove_if(key, |_, current| ptr::eq(current, cell));
+                        }
+                    }
+                };
+                CounterReading {
+                    current: state.current,
+                    previous: match update.algorithm {
+                        Algorithm::SlidingWindow => state.previous,
+                        Algorithm::FixedWindow => 0,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    /// Reclaims every cell whose current and previous windows have both ended at `now`;
+    /// returns how many were removed.
+    pub fn sweep(&self, now: Timestamp) -> usize {
+        let cells = self.cells.pin();
+        let mut removed = 0;
+        for (key, cell) in cells.iter() {
+            if cell.kill_if_expired(now)
+                && matches!(cells.remove_if(key, |_, current| ptr::eq(current, cell)), Ok(Some(_)))
+            {
+                removed += 1;
+            }
+        }
+        removed
+    }
+
+    /// Current size figures.
+    pub fn stats(&self) -> MemoryStoreStats {
+        MemoryStoreStats {
+            keys: self.cells.len(),
+        }
+    }
+}
+
+impl CounterStore for MemoryStore {
+    fn apply(
+        &self,
+        plan: &Plan<'_>,
+    ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
+        ready(Ok(self.apply_plan(plan)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_through_packing() {
+        let state = WindowState {
+            tag: 0xDEAD_BEEF,
+            previous: COUNT_MAX,
+            current: 7,
+        };
+        assert_eq!(WindowState::unpack(state.pack()), state);
+        assert_ne!(state.pack(), DEAD);
+    }
+
+    #[test]
+    fn windows_rotate_and_reset() {
+        let start = WindowState::unpack(0).add(10, 3);
+        assert_eq!((start.tag, start.previous, start.current), (10, 0, 3));
+        let same = start.add(10, 2);
+        assert_eq!(same.current, 5);
+        let next = same.add(11, 1);
+        assert_eq!((next.previous, next.current), (5, 1));
+        let much_later = next.add(20, 4);
+        assert_eq!((much_later.previous, much_later.current), (0, 4));
+        let clock_behind = much_later.add(19, 1);
+        assert_eq!((clock_behind.tag, clock_behind.current), (20, 5));
+    }
+
+    #[test]
+    fn counts_saturate_without_wrapping() {
+        let state = WindowState::unpack(0).add(1, u64::MAX).add(1, u64::MAX);
+        assert_eq!(state.current, COUNT_MAX);
+    }
+
+    #[test]
+    fn tags_wrap_around_u32() {
+        let state = WindowState::unpack(0).add(u32::MAX, 2).add(0, 1);
+        assert_eq!((state.tag, state.previous, state.current), (0, 2, 1));
+        assert!(!state.expired_at(1));
+        assert!(state.expired_at(2));
+    }
+
+    #[test]
+    fn a_dead_cell_refuses_updates() {
+        let cell = Cell::new(1_000_000_000);
+        assert!(cell.apply(5, 1).is_some());
+        assert!(!cell.kill_if_expired(Timestamp::from_secs(6)), "previous window still counts");
+        assert!(cell.kill_if_expired(Timestamp::from_secs(7)));
+        assert_eq!(cell.apply(7, 1), None);
+    }
+}
