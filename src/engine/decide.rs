@@ -143,7 +143,14 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
                     let mut kept = SmallVec::new();
                     for limit in limits.iter().filter(|limit| !is_replaced(limit, &matched)) {
                         kept.push((limit, plan.counters.len()));
-                        let update = counter_update(&mut plan.keys, domain, &descriptor.entries, limit, hits, now);
+                        let update = counter_update(
+                            &mut plan.keys,
+                            domain,
+                            &descriptor.entries,
+                            limit,
+                            hits,
+                            now,
+                        );
                         plan.counters.push(update);
                     }
                     if kept.is_empty() {

@@ -129,7 +129,11 @@ impl Children {
     /// Adds a node for `key` with a `*` value pattern, returning false when the same pattern exists.
     pub fn insert_pattern(&mut self, key: &str, pattern: ValuePattern, node: Node) -> bool {
         let branch = self.by_key.entry(key.into()).or_default();
-        if branch.patterns.iter().any(|(existing, _)| *existing == pattern) {
+        if branch
+            .patterns
+            .iter()
+            .any(|(existing, _)| *existing == pattern)
+        {
             return false;
         }
         branch.patterns.push((pattern, node));
@@ -162,7 +166,10 @@ impl Children {
                 .patterns
                 .iter()
                 .map(move |(pattern, node)| (&**key, Some(pattern.as_str()), node));
-            let default = branch.default.iter().map(move |node| (&**key, None, &**node));
+            let default = branch
+                .default
+                .iter()
+                .map(move |node| (&**key, None, &**node));
             exact.chain(patterns).chain(default)
         })
     }
@@ -315,7 +322,8 @@ mod tests {
     #[test]
     fn depth_must_match_exactly() {
         let mut plan = limited("plan_pro", 10);
-        plan.children.insert_default("api_key", limited("plan_pro.api_key", 5));
+        plan.children
+            .insert_default("api_key", limited("plan_pro.api_key", 5));
         let mut root = Children::default();
         root.insert_exact("plan", "pro", plan);
         let domain = DomainRules::new("d", root);

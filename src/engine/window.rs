@@ -53,8 +53,8 @@ pub fn assess(limit: &Limit, reading: CounterReading, now: Timestamp) -> Assessm
     let used = match limit.algorithm {
         Algorithm::FixedWindow => reading.current,
         Algorithm::SlidingWindow => {
-            let carried = u128::from(reading.previous) * u128::from(until_window_end)
-                / u128::from(length);
+            let carried =
+                u128::from(reading.previous) * u128::from(until_window_end) / u128::from(length);
             u64::try_from(carried)
                 .unwrap_or(u64::MAX)
                 .saturating_add(reading.current)
@@ -76,7 +76,12 @@ pub fn assess(limit: &Limit, reading: CounterReading, now: Timestamp) -> Assessm
 }
 
 /// Nanoseconds until a sliding window would admit one more hit, assuming no other hits arrive.
-fn sliding_wait_for_one_more(reading: CounterReading, threshold: u64, length: u64, elapsed: u64) -> u64 {
+fn sliding_wait_for_one_more(
+    reading: CounterReading,
+    threshold: u64,
+    length: u64,
+    elapsed: u64,
+) -> u64 {
     let length_wide = u128::from(length);
     if reading.current < threshold {
         // Still in this window: wait for the previous window's weight to decay enough.
@@ -92,7 +97,8 @@ fn sliding_wait_for_one_more(reading: CounterReading, threshold: u64, length: u6
     }
     // The current window becomes the previous one and decays from the next window's start.
     let carried = u128::from(reading.current);
-    let admit_at = length_wide.saturating_sub((u128::from(threshold) * length_wide).div_ceil(carried)) + 1;
+    let admit_at =
+        length_wide.saturating_sub((u128::from(threshold) * length_wide).div_ceil(carried)) + 1;
     let admit_at = u64::try_from(admit_at).unwrap_or(length).min(length);
     until_window_end.saturating_add(admit_at)
 }
@@ -154,14 +160,15 @@ mod tests {
 
     #[test]
     fn sliding_window_reset_is_when_one_more_hit_fits() {
-        // limit 10, previous 10, current 5 at elapsed 30 s: used = 5 + 5 = 10, full.
-        // One more fits once floor(10 × (60 − t) / 60) ≤ 4, i.e. at t = 31 s (+1 ns).
-        let now = Timestamp::from_secs(60 + 30);
+        // limit 10, previous 10, current 5 at elapsed 24 s: used = 6 + 5 = 11, over.
+        // One more fits once floor(10 × (60 − t) / 60) ≤ 4, i.e. from t = 30 s + 1 ns.
+        let now = Timestamp::from_secs(60 + 24);
         let assessment = assess(&sliding(10), reading(5, 10), now);
-        assert_eq!(assessment.used, 10);
+        assert_eq!(assessment.used, 11);
+        assert!(assessment.over_limit);
         assert_eq!(assessment.remaining, 0);
         let wait = assessment.reset.as_nanos() as u64;
-        assert_eq!(wait, SECOND + 1);
+        assert_eq!(wait, 6 * SECOND + 1);
         let later = Timestamp::from_nanos(now.as_nanos() + wait);
         let after_wait = assess(&sliding(10), reading(6, 10), later);
         assert!(!after_wait.over_limit, "one more hit fits after the wait");
@@ -171,11 +178,14 @@ mod tests {
 
     #[test]
     fn sliding_window_full_current_waits_into_next_window() {
-        // Current holds 10 of 10 at elapsed 50 s: wait 10 s to the window end, then until
-        // floor(10 × (60 − t) / 60) ≤ 9, i.e. t = 6 s + 1 ns into the next window.
+        // Current holds 10 of 10 at elapsed 50 s: wait 10 s to the window end; the next
+        // window admits as soon as floor(10 × (60 − t) / 60) ≤ 9, i.e. from t = 1 ns.
         let now = Timestamp::from_secs(60 + 50);
         let assessment = assess(&sliding(10), reading(10, 0), now);
-        assert_eq!(assessment.reset.as_nanos() as u64, 16 * SECOND + 1);
+        assert_eq!(assessment.reset.as_nanos() as u64, 10 * SECOND + 1);
+        // 20 counted hits (rejected ones count too) decay to 9 only after t = 30 s + 1 ns.
+        let crowded = assess(&sliding(10), reading(20, 0), now);
+        assert_eq!(crowded.reset.as_nanos() as u64, 40 * SECOND + 1);
     }
 
     #[test]
@@ -184,6 +194,9 @@ mod tests {
         let month = 30 * 86_400;
         let assessment = assess(&limit, reading(1, 0), Timestamp::from_secs(3 * month - 1));
         assert_eq!(assessment.reset, Duration::from_secs(1));
-        assert_eq!(window_index(Timestamp::from_secs(3 * month), month * SECOND), 3);
+        assert_eq!(
+            window_index(Timestamp::from_secs(3 * month), month * SECOND),
+            3
+        );
     }
 }

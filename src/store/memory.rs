@@ -50,8 +50,9 @@ impl WindowState {
     fn add(self, tag: u32, hits: u64) -> Self {
         let add = |count: u64| count.saturating_add(hits).min(COUNT_MAX);
         let behind = tag.wrapping_sub(self.tag);
-        if behind == 0 || (behind as i32) < 0 {
-            // Same window, or another thread's clock is a hair ahead: count into the newest window.
+        if behind == 0 || behind == u32::MAX {
+            // Same window, or another thread's clock just crossed into the next one: count into
+            // the newest window rather than rotating backwards.
             Self {
                 current: add(self.current),
                 ..self
@@ -86,9 +87,14 @@ struct Cell {
 }
 
 impl Cell {
-    fn new(window_nanos: u64) -> Self {
+    fn new(window_nanos: u64, tag: u32) -> Self {
+        let empty = WindowState {
+            tag,
+            previous: 0,
+            current: 0,
+        };
         Self {
-            state: AtomicU128::new(0),
+            state: AtomicU128::new(empty.pack()),
             window_nanos,
         }
     }
@@ -166,7 +172,9 @@ impl MemoryStore {
                 let state = loop {
                     let cell = match cells.get(key) {
                         Some(cell) => cell,
-                        None => cells.get_or_insert_with(Box::from(key), || Cell::new(update.window_nanos)),
+                        None => cells.get_or_insert_with(Box::from(key), || {
+                            Cell::new(update.window_nanos, tag)
+                        }),
                     };
                     match cell.apply(tag, update.hits) {
                         Some(state) => break state,
@@ -194,7 +202,10 @@ impl MemoryStore {
         let mut removed = 0;
         for (key, cell) in cells.iter() {
             if cell.kill_if_expired(now)
-                && matches!(cells.remove_if(key, |_, current| ptr::eq(current, cell)), Ok(Some(_)))
+                && matches!(
+                    cells.remove_if(key, |_, current| ptr::eq(current, cell)),
+                    Ok(Some(_))
+                )
             {
                 removed += 1;
             }
@@ -256,7 +267,12 @@ mod tests {
 
     #[test]
     fn tags_wrap_around_u32() {
-        let state = WindowState::unpack(0).add(u32::MAX, 2).add(0, 1);
+        let fresh = WindowState {
+            tag: u32::MAX,
+            previous: 0,
+            current: 0,
+        };
+        let state = fresh.add(u32::MAX, 2).add(0, 1);
         assert_eq!((state.tag, state.previous, state.current), (0, 2, 1));
         assert!(!state.expired_at(1));
         assert!(state.expired_at(2));
@@ -264,9 +280,12 @@ mod tests {
 
     #[test]
     fn a_dead_cell_refuses_updates() {
-        let cell = Cell::new(1_000_000_000);
+        let cell = Cell::new(1_000_000_000, 5);
         assert!(cell.apply(5, 1).is_some());
-        assert!(!cell.kill_if_expired(Timestamp::from_secs(6)), "previous window still counts");
+        assert!(
+            !cell.kill_if_expired(Timestamp::from_secs(6)),
+            "previous window still counts"
+        );
         assert!(cell.kill_if_expired(Timestamp::from_secs(7)));
         assert_eq!(cell.apply(7, 1), None);
     }
