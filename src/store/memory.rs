@@ -289,4 +289,66 @@ mod tests {
         assert!(cell.kill_if_expired(Timestamp::from_secs(7)));
         assert_eq!(cell.apply(7, 1), None);
     }
+
+    /// Threads racing on one key admit exactly the limit, and a sweeper running alongside
+    /// never loses a hit (every counted hit is in the final count).
+    #[test]
+    fn racing_threads_admit_exactly_the_limit() {
+        use crate::engine::{
+            self, Children, Descriptor, DomainRules, Limit, Node, Policy, Request, Rule, RuleSet,
+            TimeUnit, Window,
+        };
+        use std::sync::atomic::AtomicU64;
+
+        let mut root = Children::default();
+        root.insert_default(
+            "k",
+            Node {
+                rule: Some(Rule {
+                    key_path: "k".into(),
+                    policy: Policy::Limited(Box::new([Limit::new(
+                        100,
+                        Window::of(TimeUnit::Hour),
+                    )])),
+                    shadow_mode: false,
+                    detailed_metric: false,
+                }),
+                children: Children::default(),
+            },
+        );
+        let rules = RuleSet::new([DomainRules::new("d", root)]);
+        let store = MemoryStore::new();
+        let now = Timestamp::from_secs(3_600 * 100);
+        // A stale cell from two windows ago: the sweeper may reclaim it while threads rotate it.
+        let stale = Request::new("d", [Descriptor::from_pairs(&[("k", "v")])]);
+        store.apply_plan(&engine::plan(&rules, &stale, Timestamp::from_secs(3_600 * 98)));
+        let admitted = AtomicU64::new(0);
+        std::thread::scope(|scope| {
+            for _ in 0..4 {
+                scope.spawn(|| {
+                    for _ in 0..500 {
+                        let request = Request::new("d", [Descriptor::from_pairs(&[("k", "v")])]);
+                        let plan = engine::plan(&rules, &request, now);
+                        let decision = engine::conclude(&plan, &store.apply_plan(&plan));
+                        if !decision.over_limit {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+            scope.spawn(|| {
+                for _ in 0..200 {
+                    store.sweep(now);
+                }
+            });
+        });
+        assert_eq!(admitted.load(Ordering::Relaxed), 100);
+        let check = Request::new("d", [Descriptor::from_pairs(&[("k", "v")]).with_hits(0)]);
+        let plan = engine::plan(&rules, &check, now);
+        assert_eq!(
+            store.apply_plan(&plan)[0].current,
+            2_000,
+            "every hit was counted"
+        );
+    }
 }
