@@ -321,7 +321,11 @@ mod tests {
         let now = Timestamp::from_secs(3_600 * 100);
         // A stale cell from two windows ago: the sweeper may reclaim it while threads rotate it.
         let stale = Request::new("d", [Descriptor::from_pairs(&[("k", "v")])]);
-        store.apply_plan(&engine::plan(&rules, &stale, Timestamp::from_secs(3_600 * 98)));
+        store.apply_plan(&engine::plan(
+            &rules,
+            &stale,
+            Timestamp::from_secs(3_600 * 98),
+        ));
         let admitted = AtomicU64::new(0);
         std::thread::scope(|scope| {
             for _ in 0..4 {
