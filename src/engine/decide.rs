@@ -68,7 +68,8 @@ impl Plan<'_> {
     }
 
     /// Each counter's identity (bytes that exclude the threshold, so a changed limit keeps its
-    /// count) with its update.
+    /// count) with its update. Identities are `domain, entries…` length-prefixed, then the
+    /// window length and algorithm tag; [`shard_key`] strips that suffix.
     pub fn counters(&self) -> impl ExactSizeIterator<Item = (&[u8], &CounterUpdate)> {
         self.counters
             .iter()
@@ -266,6 +267,15 @@ fn counter_update(
         algorithm: limit.algorithm,
         hits,
     }
+}
+
+/// Bytes of a counter identity after the descriptor part: window nanos (u64) and algorithm tag.
+const IDENTITY_SUFFIX: usize = 8 + 1;
+
+/// The descriptor part of a counter identity: every limit of one request descriptor shares it,
+/// so a sharded store (Redis Cluster) can keep them on one shard.
+pub fn shard_key(identity: &[u8]) -> &[u8] {
+    &identity[..identity.len().saturating_sub(IDENTITY_SUFFIX)]
 }
 
 fn push_str(keys: &mut Vec<u8>, text: &str) {

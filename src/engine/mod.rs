@@ -10,7 +10,7 @@ mod window;
 #[cfg(test)]
 mod tests;
 
-pub use decide::{CounterUpdate, Decision, DescriptorDecision, Plan, conclude, plan};
+pub use decide::{CounterUpdate, Decision, DescriptorDecision, Plan, conclude, plan, shard_key};
 pub use limit::{Algorithm, Limit, TimeUnit, Window};
 pub use request::{Descriptor, Entry, Request};
 pub use rules::{Children, DomainRules, KeyBranch, Node, Policy, Rule, RuleSet, ValuePattern};
