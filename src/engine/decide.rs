@@ -3,7 +3,11 @@
 //! pure, so every rule is testable on a fake clock and any store slots in between.
 //!
 //! Rejected hits are counted, as envoyproxy/ratelimit counts them: a store adds every planned
-//! hit, and the decision only reads the result.
+//! hit, and the decision only reads the result. A domain with `count_rejected_hits: false`
+//! gives a rejected request's hits back with a second, refunding plan
+//! ([`Plan::refund_if_rejected`]), so a blocked caller is not kept blocked by its own retries;
+//! between the two steps a concurrent request may see the extra hits (a brief, bounded
+//! over-count, never an under-count).
 
 use std::ops::Range;
 use std::time::Duration;
@@ -12,23 +16,34 @@ use smallvec::SmallVec;
 
 use crate::clock::Timestamp;
 
-use super::limit::{Algorithm, Limit};
+use super::limit::{Algorithm, Limit, Window};
 use super::request::{Entry, Request};
 use super::rules::{DomainRules, Policy, Rule, RuleSet};
-use super::window::{Assessment, CounterReading, assess, window_index};
+use super::window::{Assessment, CounterReading, assess};
 
 /// One counter a request touches: which key, which window, and how many hits to add.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterUpdate {
     key: Range<usize>,
-    /// Epoch-aligned index of the window `now` falls in.
+    /// Index of the window `now` falls in (grows by one per window).
     pub window_index: u64,
-    /// Length of the window in nanoseconds.
+    /// Length of the window in nanoseconds (the longest one for calendar windows).
     pub window_nanos: u64,
+    /// The window itself, for stores that reclaim expired counters.
+    pub window: Window,
     /// How the store must keep the counter (sliding windows also read the previous window).
     pub algorithm: Algorithm,
     /// Hits to add (0 reads without consuming).
     pub hits: u64,
+    /// Give `hits` back instead of adding them (only within the same window; never below 0).
+    pub refund: bool,
+}
+
+/// Which limit a planned counter checks: one from the rules, or one the caller sent.
+#[derive(Debug, Clone, Copy)]
+enum LimitSource<'r> {
+    Configured(&'r Limit),
+    Override(usize),
 }
 
 /// How one request descriptor will be answered.
@@ -37,8 +52,8 @@ enum Planned<'r> {
     NoRule,
     Unlimited,
     Limited {
-        rule: &'r Rule,
-        limits: SmallVec<[(&'r Limit, usize); 2]>,
+        rule: Option<&'r Rule>,
+        limits: SmallVec<[(LimitSource<'r>, usize); 2]>,
     },
 }
 
@@ -46,12 +61,14 @@ enum Planned<'r> {
 #[derive(Debug, Clone)]
 pub struct Plan<'r> {
     now: Timestamp,
+    count_rejected_hits: bool,
     descriptors: SmallVec<[Planned<'r>; 4]>,
+    overrides: SmallVec<[Limit; 1]>,
     counters: SmallVec<[CounterUpdate; 4]>,
     keys: Vec<u8>,
 }
 
-impl Plan<'_> {
+impl<'r> Plan<'r> {
     /// The moment the plan was made for; windows are computed from it.
     pub fn now(&self) -> Timestamp {
         self.now
@@ -75,23 +92,50 @@ impl Plan<'_> {
             .iter()
             .map(|update| (&self.keys[update.key.clone()], update))
     }
+
+    /// When the domain does not count rejected hits and `decision` rejected the request, the
+    /// plan that gives back every hit this plan added; else `None`.
+    pub fn refund_if_rejected(&self, decision: &Decision<'_>) -> Option<Plan<'r>> {
+        if self.count_rejected_hits || !decision.over_limit {
+            return None;
+        }
+        let mut refund = self.clone();
+        refund.counters.retain(|update| update.hits > 0);
+        for update in &mut refund.counters {
+            update.refund = true;
+        }
+        (!refund.counters.is_empty()).then_some(refund)
+    }
+
+    fn limit<'s>(&'s self, source: LimitSource<'r>) -> Option<&'s Limit>
+    where
+        'r: 's,
+    {
+        match source {
+            LimitSource::Configured(limit) => Some(limit),
+            LimitSource::Override(index) => self.overrides.get(index),
+        }
+    }
 }
 
 /// The answer for one request descriptor.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DescriptorDecision<'r> {
-    /// Whether this descriptor is over its limit (never for shadow-mode rules).
+pub struct DescriptorDecision<'p> {
+    /// Whether this descriptor is over an enforced limit (never for shadow-mode rules).
     pub over_limit: bool,
     /// The rule that matched, if one applies (none when unmatched or replaced).
-    pub rule: Option<&'r Rule>,
-    /// The limit reported: the exceeded one, else the one with the least remaining.
-    pub limit: Option<&'r Limit>,
+    pub rule: Option<&'p Rule>,
+    /// The limit reported: the first exceeded enforced one, else the one with the least
+    /// remaining (a caller-supplied override when the domain allows those).
+    pub limit: Option<&'p Limit>,
     /// Hits still allowed by the reported limit (`u32::MAX` for unlimited rules).
     pub remaining: u32,
     /// Time until the reported limit resets.
     pub reset: Option<Duration>,
     /// The rule was over a limit but in shadow mode, so the descriptor was allowed.
     pub shadow_over_limit: bool,
+    /// A soft limit was exceeded: reported, not enforced.
+    pub soft_over_limit: bool,
 }
 
 impl DescriptorDecision<'_> {
@@ -103,24 +147,27 @@ impl DescriptorDecision<'_> {
             remaining,
             reset: None,
             shadow_over_limit: false,
+            soft_over_limit: false,
         }
     }
 }
 
 /// The answer to a whole request.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Decision<'r> {
+pub struct Decision<'p> {
     /// Whether any descriptor is over its limit.
     pub over_limit: bool,
     /// One decision per request descriptor, in request order.
-    pub descriptors: SmallVec<[DescriptorDecision<'r>; 4]>,
+    pub descriptors: SmallVec<[DescriptorDecision<'p>; 4]>,
 }
 
 /// Lists the counters `request` touches under `rules` at `now`.
 pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Plan<'r> {
     let mut plan = Plan {
         now,
+        count_rejected_hits: true,
         descriptors: SmallVec::new(),
+        overrides: SmallVec::new(),
         counters: SmallVec::new(),
         keys: Vec::new(),
     };
@@ -129,38 +176,66 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
             .extend(request.descriptors.iter().map(|_| Planned::NoRule));
         return plan;
     };
+    plan.count_rejected_hits = domain.counts_rejected_hits();
     let matched: SmallVec<[Option<&Rule>; 4]> = request
         .descriptors
         .iter()
         .map(|descriptor| domain.find(&descriptor.entries))
         .collect();
     for (descriptor, rule) in request.descriptors.iter().zip(&matched) {
-        let planned = match rule {
-            None => Planned::NoRule,
-            Some(rule) => match &rule.policy {
-                Policy::Unlimited => Planned::Unlimited,
-                Policy::Limited(limits) => {
-                    let hits = request.hits_for(descriptor);
-                    let mut kept = SmallVec::new();
-                    for limit in limits.iter().filter(|limit| !is_replaced(limit, &matched)) {
-                        kept.push((limit, plan.counters.len()));
-                        let update = counter_update(
-                            &mut plan.keys,
-                            domain,
-                            &descriptor.entries,
-                            limit,
-                            hits,
-                            now,
-                        );
-                        plan.counters.push(update);
+        let hits = request.hits_for(descriptor);
+        let override_limit = descriptor
+            .limit_override
+            .filter(|_| domain.allows_limit_overrides());
+        let planned = if let Some(requested) = override_limit {
+            // As envoyproxy/ratelimit does: the caller's limit replaces any rule, never shadowed.
+            let limit = Limit::new(requested.requests_per_unit, Window::of(requested.unit));
+            let counter = plan.counters.len();
+            let update = counter_update(
+                &mut plan.keys,
+                domain,
+                &descriptor.entries,
+                &limit,
+                hits,
+                now,
+            );
+            plan.counters.push(update);
+            plan.overrides.push(limit);
+            let source = LimitSource::Override(plan.overrides.len() - 1);
+            Planned::Limited {
+                rule: None,
+                limits: smallvec::smallvec![(source, counter)],
+            }
+        } else {
+            match rule {
+                None => Planned::NoRule,
+                Some(rule) => match &rule.policy {
+                    Policy::Unlimited => Planned::Unlimited,
+                    Policy::Limited(limits) => {
+                        let mut kept = SmallVec::new();
+                        for limit in limits.iter().filter(|limit| !is_replaced(limit, &matched)) {
+                            kept.push((LimitSource::Configured(limit), plan.counters.len()));
+                            let update = counter_update(
+                                &mut plan.keys,
+                                domain,
+                                &descriptor.entries,
+                                limit,
+                                hits,
+                                now,
+                            );
+                            plan.counters.push(update);
+                        }
+                        if kept.is_empty() {
+                            Planned::NoRule
+                        } else {
+                            Planned::Limited {
+                                rule: Some(rule),
+                                limits: kept,
+                            }
+                        }
                     }
-                    if kept.is_empty() {
-                        Planned::NoRule
-                    } else {
-                        Planned::Limited { rule, limits: kept }
-                    }
-                }
-            },
+                },
+            }
         };
         plan.descriptors.push(planned);
     }
@@ -170,7 +245,7 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
 /// Turns the store's readings (one per planned counter, in plan order) into the answer.
 ///
 /// A store that returns fewer readings than planned leaves the missing counters read as 0.
-pub fn conclude<'r>(plan: &Plan<'r>, readings: &[CounterReading]) -> Decision<'r> {
+pub fn conclude<'p>(plan: &'p Plan<'_>, readings: &[CounterReading]) -> Decision<'p> {
     let mut decision = Decision {
         over_limit: false,
         descriptors: SmallVec::with_capacity(plan.descriptors.len()),
@@ -180,18 +255,24 @@ pub fn conclude<'r>(plan: &Plan<'r>, readings: &[CounterReading]) -> Decision<'r
             Planned::NoRule => DescriptorDecision::unmatched(0),
             Planned::Unlimited => DescriptorDecision::unmatched(u32::MAX),
             Planned::Limited { rule, limits } => {
-                let Some((limit, assessment)) = reported_limit(limits, readings, plan.now) else {
+                let Some(reported) = reported_limit(plan, limits, readings) else {
                     decision.descriptors.push(DescriptorDecision::unmatched(0));
                     continue;
                 };
-                let over = assessment.over_limit;
+                let shadow = rule.is_some_and(|rule| rule.shadow_mode);
+                let enforced_over = reported.enforced_over;
                 DescriptorDecision {
-                    over_limit: over && !rule.shadow_mode,
-                    rule: Some(rule),
-                    limit: Some(limit),
-                    remaining: if over { 0 } else { assessment.remaining },
-                    reset: Some(assessment.reset),
-                    shadow_over_limit: over && rule.shadow_mode,
+                    over_limit: enforced_over && !shadow,
+                    rule: *rule,
+                    limit: Some(reported.limit),
+                    remaining: if enforced_over {
+                        0
+                    } else {
+                        reported.assessment.remaining
+                    },
+                    reset: Some(reported.assessment.reset),
+                    shadow_over_limit: enforced_over && shadow,
+                    soft_over_limit: reported.soft_over,
                 }
             }
         };
@@ -201,30 +282,53 @@ pub fn conclude<'r>(plan: &Plan<'r>, readings: &[CounterReading]) -> Decision<'r
     decision
 }
 
-/// The first exceeded limit, else the one with the least remaining (first on ties).
-fn reported_limit<'r>(
-    limits: &[(&'r Limit, usize)],
+/// The limit a descriptor reports, and what its reading means.
+struct Reported<'p> {
+    limit: &'p Limit,
+    assessment: Assessment,
+    enforced_over: bool,
+    soft_over: bool,
+}
+
+/// The first exceeded enforced limit, else the one with the least remaining (first on ties);
+/// also whether any soft limit was exceeded.
+fn reported_limit<'p, 'r: 'p>(
+    plan: &'p Plan<'r>,
+    limits: &[(LimitSource<'r>, usize)],
     readings: &[CounterReading],
-    now: Timestamp,
-) -> Option<(&'r Limit, Assessment)> {
-    let mut chosen: Option<(&'r Limit, Assessment)> = None;
-    for &(limit, counter) in limits {
+) -> Option<Reported<'p>> {
+    let mut chosen: Option<Reported<'p>> = None;
+    let mut soft_over = false;
+    for &(source, counter) in limits {
+        let Some(limit) = plan.limit(source) else {
+            continue;
+        };
         let reading = readings.get(counter).copied().unwrap_or_default();
-        let assessment = assess(limit, reading, now);
+        let assessment = assess(limit, reading, plan.now);
+        let enforced_over = assessment.over_limit && !limit.soft;
+        soft_over |= assessment.over_limit && limit.soft;
         let better = match &chosen {
             None => true,
-            Some((_, best)) => {
-                (assessment.over_limit && !best.over_limit)
-                    || (assessment.over_limit == best.over_limit
-                        && !best.over_limit
-                        && assessment.remaining < best.remaining)
+            Some(best) => {
+                (enforced_over && !best.enforced_over)
+                    || (!enforced_over
+                        && !best.enforced_over
+                        && assessment.remaining < best.assessment.remaining)
             }
         };
         if better {
-            chosen = Some((limit, assessment));
+            chosen = Some(Reported {
+                limit,
+                assessment,
+                enforced_over,
+                soft_over: false,
+            });
         }
     }
-    chosen
+    chosen.map(|reported| Reported {
+        soft_over,
+        ..reported
+    })
 }
 
 /// Whether another matched rule's limit replaces `limit` by name.
@@ -259,13 +363,15 @@ fn counter_update(
     }
     let window_nanos = limit.window.nanos();
     keys.extend_from_slice(&window_nanos.to_le_bytes());
-    keys.push(limit.algorithm.tag());
+    keys.push(limit.algorithm.tag() | if limit.window.is_calendar() { 0x80 } else { 0 });
     CounterUpdate {
         key: start..keys.len(),
-        window_index: window_index(now, window_nanos),
+        window_index: limit.window.bounds(now).index,
         window_nanos,
+        window: limit.window,
         algorithm: limit.algorithm,
         hits,
+        refund: false,
     }
 }
 

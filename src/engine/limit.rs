@@ -4,6 +4,12 @@
 use std::num::NonZeroU32;
 use std::sync::Arc;
 
+use crate::clock::Timestamp;
+
+use super::calendar;
+
+const NANOS_PER_SEC: u64 = 1_000_000_000;
+
 /// The time unit of a limit, as envoyproxy/ratelimit names them (month = 30 days, year = 365 days).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum TimeUnit {
@@ -69,24 +75,71 @@ impl TimeUnit {
     }
 }
 
-/// A window length: a unit times a non-zero multiplier ("5 per 10 minutes").
+/// A window length: a unit times a non-zero multiplier ("5 per 10 minutes"), aligned to the
+/// epoch, or a calendar week, month or year in UTC.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Window {
     unit: TimeUnit,
     multiplier: NonZeroU32,
+    calendar: bool,
+}
+
+/// Where the window holding a given moment starts and ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowBounds {
+    /// A number that grows by one from each window to the next.
+    pub index: u64,
+    /// First nanosecond of the window (since the Unix epoch).
+    pub start: u64,
+    /// First nanosecond after the window.
+    pub end: u64,
 }
 
 impl Window {
-    /// A window of `multiplier` units.
+    /// A window of `multiplier` units, aligned to the Unix epoch.
     pub const fn new(unit: TimeUnit, multiplier: NonZeroU32) -> Self {
-        Self { unit, multiplier }
-    }
-
-    /// A window of exactly one unit.
-    pub const fn of(unit: TimeUnit) -> Self {
         Self {
             unit,
-            multiplier: NonZeroU32::MIN,
+            multiplier,
+            calendar: false,
+        }
+    }
+
+    /// A window of exactly one unit, aligned to the Unix epoch.
+    pub const fn of(unit: TimeUnit) -> Self {
+        Self::new(unit, NonZeroU32::MIN)
+    }
+
+    /// A UTC calendar window: ISO weeks from Monday, months from the 1st, years from 1 January;
+    /// `None` for units without a calendar meaning.
+    pub const fn calendar(unit: TimeUnit) -> Option<Self> {
+        match unit {
+            TimeUnit::Week | TimeUnit::Month | TimeUnit::Year => Some(Self {
+                unit,
+                multiplier: NonZeroU32::MIN,
+                calendar: true,
+            }),
+            _ => None,
+        }
+    }
+
+    /// Whether the window follows the calendar rather than the epoch.
+    pub const fn is_calendar(self) -> bool {
+        self.calendar
+    }
+
+    /// The window that holds `now`.
+    pub fn bounds(self, now: Timestamp) -> WindowBounds {
+        if self.calendar {
+            return calendar::bounds(self.unit, now);
+        }
+        let length = self.nanos();
+        let index = now.as_nanos() / length;
+        let start = index * length;
+        WindowBounds {
+            index,
+            start,
+            end: start.saturating_add(length),
         }
     }
 
@@ -100,12 +153,17 @@ impl Window {
         self.multiplier
     }
 
-    /// Length of the window in nanoseconds (saturating; no real window comes close).
+    /// Length of the window in nanoseconds (saturating; no real window comes close); for
+    /// calendar windows, the longest one (31-day months, 366-day years).
     pub const fn nanos(self) -> u64 {
-        self.unit
-            .seconds()
+        let seconds = match (self.calendar, self.unit) {
+            (true, TimeUnit::Month) => 31 * 86_400,
+            (true, TimeUnit::Year) => 366 * 86_400,
+            _ => self.unit.seconds(),
+        };
+        seconds
             .saturating_mul(self.multiplier.get() as u64)
-            .saturating_mul(1_000_000_000)
+            .saturating_mul(NANOS_PER_SEC)
     }
 }
 
@@ -157,6 +215,8 @@ pub struct Limit {
     pub name: Option<Arc<str>>,
     /// Names of other limits this one replaces within a request.
     pub replaces: Box<[Arc<str>]>,
+    /// Measured and reported, but never rejects (`soft: true`).
+    pub soft: bool,
 }
 
 impl Limit {
@@ -168,7 +228,14 @@ impl Limit {
             algorithm: Algorithm::FixedWindow,
             name: None,
             replaces: Box::new([]),
+            soft: false,
         }
+    }
+
+    /// This limit as a soft limit: reported, never enforced.
+    pub fn soft(mut self) -> Self {
+        self.soft = true;
+        self
     }
 
     /// This limit counted by another algorithm.

@@ -1,6 +1,8 @@
 //! The pure decision engine: rules, windows and decisions. No tokio, no network, no system
 //! clock — time arrives as a `Timestamp` and counts arrive as readings from a store.
 
+mod bucket;
+mod calendar;
 mod decide;
 mod limit;
 mod request;
@@ -10,8 +12,9 @@ mod window;
 #[cfg(test)]
 mod tests;
 
+pub use bucket::BucketParams;
 pub use decide::{CounterUpdate, Decision, DescriptorDecision, Plan, conclude, plan, shard_key};
-pub use limit::{Algorithm, Limit, TimeUnit, Window};
-pub use request::{Descriptor, Entry, Request};
+pub use limit::{Algorithm, Limit, TimeUnit, Window, WindowBounds};
+pub use request::{Descriptor, Entry, LimitOverride, Request};
 pub use rules::{Children, DomainRules, KeyBranch, Node, Policy, Rule, RuleSet, ValuePattern};
-pub use window::{Assessment, CounterReading, assess, window_index};
+pub use window::{Assessment, CounterReading, assess};

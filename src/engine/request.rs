@@ -3,6 +3,18 @@
 
 use smallvec::SmallVec;
 
+use super::limit::TimeUnit;
+
+/// A limit the caller sent with a descriptor (`RateLimitDescriptor.limit`), used instead of the
+/// configured one when the domain allows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitOverride {
+    /// Hits allowed per unit.
+    pub requests_per_unit: u32,
+    /// The unit of the window.
+    pub unit: TimeUnit,
+}
+
 /// One `key=value` pair of a descriptor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Entry<'a> {
@@ -19,6 +31,8 @@ pub struct Descriptor<'a> {
     pub entries: SmallVec<[Entry<'a>; 4]>,
     /// Hits for this descriptor when set (even 0), overriding the request's hits.
     pub hits: Option<u64>,
+    /// A caller-supplied limit for this descriptor, if any.
+    pub limit_override: Option<LimitOverride>,
 }
 
 impl<'a> Descriptor<'a> {
@@ -30,7 +44,14 @@ impl<'a> Descriptor<'a> {
                 .map(|&(key, value)| Entry { key, value })
                 .collect(),
             hits: None,
+            limit_override: None,
         }
+    }
+
+    /// This descriptor with a caller-supplied limit.
+    pub fn with_limit_override(mut self, limit: LimitOverride) -> Self {
+        self.limit_override = Some(limit);
+        self
     }
 
     /// This descriptor with its own hit count.

@@ -180,15 +180,42 @@ impl Children {
 pub struct DomainRules {
     name: Arc<str>,
     root: Children,
+    count_rejected_hits: bool,
+    allow_limit_overrides: bool,
 }
 
 impl DomainRules {
-    /// A domain with the given top-level descriptor nodes.
+    /// A domain with the given top-level descriptor nodes, counting rejected hits and honouring
+    /// caller-supplied limits, as envoyproxy/ratelimit does.
     pub fn new(name: &str, root: Children) -> Self {
         Self {
             name: name.into(),
             root,
+            count_rejected_hits: true,
+            allow_limit_overrides: true,
         }
+    }
+
+    /// Sets whether a rejected request still consumes its hits (`count_rejected_hits`).
+    pub fn with_count_rejected_hits(mut self, count: bool) -> Self {
+        self.count_rejected_hits = count;
+        self
+    }
+
+    /// Sets whether a descriptor's own `limit` replaces the configured one.
+    pub fn with_limit_overrides(mut self, allow: bool) -> Self {
+        self.allow_limit_overrides = allow;
+        self
+    }
+
+    /// Whether a rejected request still consumes its hits.
+    pub fn counts_rejected_hits(&self) -> bool {
+        self.count_rejected_hits
+    }
+
+    /// Whether a descriptor's own `limit` replaces the configured one.
+    pub fn allows_limit_overrides(&self) -> bool {
+        self.allow_limit_overrides
     }
 
     /// The domain's name.

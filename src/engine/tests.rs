@@ -77,6 +77,9 @@ impl Harness {
         let plan = plan(&self.rules, request, self.clock.now());
         let readings = self.store.apply_plan(&plan);
         let decision = conclude(&plan, &readings);
+        if let Some(refund) = plan.refund_if_rejected(&decision) {
+            self.store.apply_plan(&refund);
+        }
         let answers = decision
             .descriptors
             .iter()
@@ -445,6 +448,165 @@ fn swept_counters_start_afresh() {
     assert_eq!(harness.store.sweep(harness.clock.now()), 1);
     assert_eq!(harness.store.stats().keys, 0);
     assert!(!harness.hit("api", &[("api_key", "k")]).over);
+}
+
+#[test]
+fn soft_limits_are_reported_but_never_enforced() {
+    let limits = vec![per(2, TimeUnit::Minute).soft(), per(100, TimeUnit::Hour)];
+    let harness = Harness::new(vec![domain(
+        "api",
+        vec![("k", None, leaf(rule("k", limits)))],
+    )]);
+    harness.hit("api", &[("k", "v")]);
+    harness.hit("api", &[("k", "v")]);
+    let request = Request::new("api", [Descriptor::from_pairs(&[("k", "v")])]);
+    let plan = plan(&harness.rules, &request, harness.clock.now());
+    let decision = conclude(&plan, &harness.store.apply_plan(&plan));
+    let answer = &decision.descriptors[0];
+    assert!(!decision.over_limit && answer.soft_over_limit);
+    assert_eq!(answer.limit.map(|limit| limit.requests_per_unit), Some(2));
+    assert_eq!(
+        answer.remaining, 0,
+        "the exceeded soft limit is the tightest one"
+    );
+}
+
+#[test]
+fn rejected_hits_can_be_given_back() {
+    let counting = per_key_minute(2);
+    let refunding = Harness::new(vec![
+        domain(
+            "api",
+            vec![(
+                "api_key",
+                None,
+                leaf(rule("api_key", vec![per(2, TimeUnit::Minute)])),
+            )],
+        )
+        .with_count_rejected_hits(false),
+    ]);
+    for harness in [&counting, &refunding] {
+        for _ in 0..5 {
+            harness.hit("api", &[("api_key", "k")]);
+        }
+    }
+    let check = |harness: &Harness| {
+        let request = Request::new(
+            "api",
+            [Descriptor::from_pairs(&[("api_key", "k")]).with_hits(0)],
+        );
+        let plan = plan(&harness.rules, &request, harness.clock.now());
+        harness.store.apply_plan(&plan)[0].current
+    };
+    assert_eq!(
+        check(&counting),
+        5,
+        "envoyproxy/ratelimit semantics count every hit"
+    );
+    assert_eq!(check(&refunding), 2, "only admitted hits stay counted");
+}
+
+#[test]
+fn a_rejected_request_gives_back_every_descriptor_it_charged() {
+    let harness = Harness::new(vec![
+        domain(
+            "api",
+            vec![
+                ("a", None, leaf(rule("a", vec![per(10, TimeUnit::Minute)]))),
+                ("b", None, leaf(rule("b", vec![per(1, TimeUnit::Minute)]))),
+            ],
+        )
+        .with_count_rejected_hits(false),
+    ]);
+    let both = Request::new(
+        "api",
+        [
+            Descriptor::from_pairs(&[("a", "1")]),
+            Descriptor::from_pairs(&[("b", "1")]),
+        ],
+    );
+    assert!(!harness.ask(&both).0);
+    for _ in 0..3 {
+        assert!(harness.ask(&both).0);
+    }
+    assert_eq!(
+        harness.hit("api", &[("a", "1")]).remaining,
+        8,
+        "a kept only the admitted hit"
+    );
+}
+
+#[test]
+fn caller_supplied_limits_apply_only_where_allowed() {
+    let override_to = |requests| LimitOverride {
+        requests_per_unit: requests,
+        unit: TimeUnit::Hour,
+    };
+    let open = per_key_minute(100);
+    let closed = Harness::new(vec![
+        domain(
+            "api",
+            vec![(
+                "api_key",
+                None,
+                leaf(rule("api_key", vec![per(100, TimeUnit::Minute)])),
+            )],
+        )
+        .with_limit_overrides(false),
+    ]);
+    let request = Request::new(
+        "api",
+        [Descriptor::from_pairs(&[("api_key", "k")]).with_limit_override(override_to(1))],
+    );
+    assert!(!open.ask(&request).0);
+    let (over, answers) = open.ask(&request);
+    assert!(over, "the override's 1/hour applies");
+    assert_eq!(
+        answers[0].reset.map(|reset| reset.as_secs() <= 3_600),
+        Some(true)
+    );
+    assert!(!closed.ask(&request).0);
+    assert!(
+        !closed.ask(&request).0,
+        "a closed domain ignores the override"
+    );
+    let unmatched = Request::new(
+        "api",
+        [Descriptor::from_pairs(&[("user", "u")]).with_limit_override(override_to(0))],
+    );
+    assert!(
+        open.ask(&unmatched).0,
+        "an override applies even without a matching rule"
+    );
+}
+
+#[test]
+fn calendar_months_reset_on_the_first_of_the_month() {
+    let calendar_month = Window::calendar(TimeUnit::Month).unwrap();
+    let harness = Harness::new(vec![domain(
+        "api",
+        vec![(
+            "k",
+            None,
+            leaf(rule("k", vec![Limit::new(2, calendar_month)])),
+        )],
+    )]);
+    // 2024-02-28T12:00:00Z; 2024 is a leap year, so February ends on the 29th.
+    let feb_28_noon = 1_709_121_600;
+    harness.clock.set(Timestamp::from_secs(feb_28_noon));
+    harness.hit("api", &[("k", "v")]);
+    let second = harness.hit("api", &[("k", "v")]);
+    assert_eq!(second.reset, Some(Duration::from_secs(36 * 3_600)));
+    harness.advance_secs(24 * 3_600);
+    assert!(
+        harness.hit("api", &[("k", "v")]).over,
+        "29 February is still February"
+    );
+    harness.advance_secs(12 * 3_600);
+    assert!(
+        !harness.hit("api", &[("k", "v")]).over,
+        "1 March starts a new month"
+    );
 }
 
 proptest! {

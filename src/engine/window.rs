@@ -39,17 +39,13 @@ pub struct Assessment {
     pub reset: Duration,
 }
 
-/// The epoch-aligned window index `now` falls in for windows of `window_nanos`.
-pub const fn window_index(now: Timestamp, window_nanos: u64) -> u64 {
-    now.as_nanos() / window_nanos
-}
-
 /// Judges `reading` against `limit` at `now`.
 pub fn assess(limit: &Limit, reading: CounterReading, now: Timestamp) -> Assessment {
-    let length = limit.window.nanos();
-    let elapsed = now.as_nanos() % length;
+    let bounds = limit.window.bounds(now);
+    let length = bounds.end.saturating_sub(bounds.start).max(1);
+    let elapsed = now.as_nanos().saturating_sub(bounds.start);
     let threshold = u64::from(limit.requests_per_unit);
-    let until_window_end = length - elapsed;
+    let until_window_end = bounds.end.saturating_sub(now.as_nanos());
     let used = match limit.algorithm {
         Algorithm::FixedWindow => reading.current,
         Algorithm::SlidingWindow => {
@@ -91,7 +87,7 @@ fn sliding_wait_for_one_more(
         let admit_at = u64::try_from(admit_at).unwrap_or(length).min(length);
         return admit_at.saturating_sub(elapsed);
     }
-    let until_window_end = length - elapsed;
+    let until_window_end = length.saturating_sub(elapsed);
     if threshold == 0 {
         return until_window_end;
     }
@@ -194,9 +190,7 @@ mod tests {
         let month = 30 * 86_400;
         let assessment = assess(&limit, reading(1, 0), Timestamp::from_secs(3 * month - 1));
         assert_eq!(assessment.reset, Duration::from_secs(1));
-        assert_eq!(
-            window_index(Timestamp::from_secs(3 * month), month * SECOND),
-            3
-        );
+        let bounds = limit.window.bounds(Timestamp::from_secs(3 * month));
+        assert_eq!((bounds.index, bounds.start), (3, 3 * month * SECOND));
     }
 }

@@ -14,7 +14,7 @@ use papaya::HashMap;
 use portable_atomic::{AtomicU128, Ordering};
 
 use crate::clock::Timestamp;
-use crate::engine::{Algorithm, CounterReading, Plan, window_index};
+use crate::engine::{Algorithm, CounterReading, Plan, Window};
 
 use super::{CounterStore, StoreError};
 
@@ -72,6 +72,23 @@ impl WindowState {
         }
     }
 
+    /// The state after giving back `hits` added in window `tag` (nothing if the window moved on).
+    fn refund(self, tag: u32, hits: u64) -> Self {
+        if self.tag == tag {
+            Self {
+                current: self.current.saturating_sub(hits),
+                ..self
+            }
+        } else if self.tag == tag.wrapping_add(1) {
+            Self {
+                previous: self.previous.saturating_sub(hits),
+                ..self
+            }
+        } else {
+            self
+        }
+    }
+
     /// Whether nothing in this state can matter at window `tag` (neither current nor previous).
     fn expired_at(self, tag: u32) -> bool {
         let behind = tag.wrapping_sub(self.tag);
@@ -79,15 +96,15 @@ impl WindowState {
     }
 }
 
-/// One counter: its packed window state and its window length (for the sweeper).
+/// One counter: its packed window state and its window (for the sweeper).
 #[derive(Debug)]
 struct Cell {
     state: AtomicU128,
-    window_nanos: u64,
+    window: Window,
 }
 
 impl Cell {
-    fn new(window_nanos: u64, tag: u32) -> Self {
+    fn new(window: Window, tag: u32) -> Self {
         let empty = WindowState {
             tag,
             previous: 0,
@@ -95,18 +112,24 @@ impl Cell {
         };
         Self {
             state: AtomicU128::new(empty.pack()),
-            window_nanos,
+            window,
         }
     }
 
-    /// Adds `hits` in window `tag`; `None` when the sweeper reclaimed this cell first.
-    fn apply(&self, tag: u32, hits: u64) -> Option<WindowState> {
+    /// Adds (or with `refund`, gives back) `hits` in window `tag`; `None` when the sweeper
+    /// reclaimed this cell first.
+    fn apply(&self, tag: u32, hits: u64, refund: bool) -> Option<WindowState> {
         let mut seen = self.state.load(Ordering::Acquire);
         loop {
             if seen == DEAD {
                 return None;
             }
-            let next = WindowState::unpack(seen).add(tag, hits);
+            let state = WindowState::unpack(seen);
+            let next = if refund {
+                state.refund(tag, hits)
+            } else {
+                state.add(tag, hits)
+            };
             if hits == 0 {
                 // A zero-hit request only reads: report what the state would be, write nothing.
                 return Some(next);
@@ -125,7 +148,7 @@ impl Cell {
 
     /// Marks the cell dead if it holds nothing that matters at `now`; true when marked.
     fn kill_if_expired(&self, now: Timestamp) -> bool {
-        let tag = window_index(now, self.window_nanos) as u32;
+        let tag = self.window.bounds(now).index as u32;
         let seen = self.state.load(Ordering::Acquire);
         seen != DEAD
             && WindowState::unpack(seen).expired_at(tag)
@@ -172,11 +195,10 @@ impl MemoryStore {
                 let state = loop {
                     let cell = match cells.get(key) {
                         Some(cell) => cell,
-                        None => cells.get_or_insert_with(Box::from(key), || {
-                            Cell::new(update.window_nanos, tag)
-                        }),
+                        None => cells
+                            .get_or_insert_with(Box::from(key), || Cell::new(update.window, tag)),
                     };
-                    match cell.apply(tag, update.hits) {
+                    match cell.apply(tag, update.hits, update.refund) {
                         Some(state) => break state,
                         None => {
                             // Reclaimed under us: help unlink the dead cell, then start afresh.
@@ -260,6 +282,24 @@ mod tests {
     }
 
     #[test]
+    fn refunds_stay_in_their_window_and_never_go_below_zero() {
+        let state = WindowState::unpack(0).add(10, 5);
+        assert_eq!(state.refund(10, 2).current, 3);
+        assert_eq!(state.refund(10, 9).current, 0);
+        assert_eq!(
+            state.refund(9, 2),
+            state,
+            "a refund for a window not held is ignored"
+        );
+        let rotated = state.add(11, 1);
+        assert_eq!(
+            rotated.refund(10, 2).previous,
+            3,
+            "the previous window gets its hits back"
+        );
+    }
+
+    #[test]
     fn counts_saturate_without_wrapping() {
         let state = WindowState::unpack(0).add(1, u64::MAX).add(1, u64::MAX);
         assert_eq!(state.current, COUNT_MAX);
@@ -280,14 +320,14 @@ mod tests {
 
     #[test]
     fn a_dead_cell_refuses_updates() {
-        let cell = Cell::new(1_000_000_000, 5);
-        assert!(cell.apply(5, 1).is_some());
+        let cell = Cell::new(Window::of(crate::engine::TimeUnit::Second), 5);
+        assert!(cell.apply(5, 1, false).is_some());
         assert!(
             !cell.kill_if_expired(Timestamp::from_secs(6)),
             "previous window still counts"
         );
         assert!(cell.kill_if_expired(Timestamp::from_secs(7)));
-        assert_eq!(cell.apply(7, 1), None);
+        assert_eq!(cell.apply(7, 1, false), None);
     }
 
     /// Threads racing on one key admit exactly the limit, and a sweeper running alongside
