@@ -1,9 +1,16 @@
 //! quotad: a gRPC quota-decision service for Envoy's RateLimitService v3.
 //!
 //! Module map:
+//! - [`app`]: wiring and lifecycle — listeners, background sweep, graceful shutdown.
+//! - [`cli`]: command-line flags, each also read from a `QUOTAD_*` environment variable.
 //! - [`clock`]: the injected time source (system clock, manual clock for tests).
+//! - [`config`]: YAML rules (envoyproxy/ratelimit format) compiled to a `RuleSet`, errors located.
 //! - [`engine`]: pure decision logic — rules, windows, plan → apply → conclude.
+//! - [`http`]: the HTTP health check for load balancers.
+//! - [`query`]: the `quotad query` client — one ShouldRateLimit call, printed.
+//! - [`service`]: tonic adapters — protobuf ⇄ engine conversion and the RateLimitService.
 //! - [`store`]: counter stores behind one trait (in-memory atomics).
+//! - [`telemetry`]: logging setup (text or JSON on stderr).
 #![warn(
     missing_docs,
     missing_debug_implementations,
@@ -12,6 +19,13 @@
 )]
 #![forbid(unsafe_code)]
 
+pub mod app;
+pub mod cli;
 pub mod clock;
+pub mod config;
 pub mod engine;
+pub mod http;
+pub mod query;
+pub mod service;
 pub mod store;
+pub mod telemetry;

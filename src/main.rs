@@ -1,1 +1,92 @@
-fn main() {}
+//! The `quotad` binary: parse the command line, set up logging, run one subcommand and turn its
+//! outcome into an exit status. Everything else lives in the library so tests can reach it.
+
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Parser;
+use quotad::cli::{CheckArgs, Cli, Command, EXIT_OVER_LIMIT, QueryArgs, ServeArgs};
+use quotad::clock::SystemClock;
+use quotad::engine::RuleSet;
+use quotad::{app, config, query, service, telemetry};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(error) = telemetry::init(cli.log_format, &cli.log_level) {
+        eprintln!("error: {}", telemetry::error_chain(&error));
+        return ExitCode::FAILURE;
+    }
+    let outcome = match cli.command {
+        Command::Serve(args) => serve(args).await,
+        Command::Check(args) => check(&args),
+        Command::Query(args) => run_query(&args).await,
+    };
+    outcome.unwrap_or_else(|error| {
+        eprintln!("error: {}", telemetry::error_chain(error.as_ref()));
+        ExitCode::FAILURE
+    })
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    let Some(rules) = load(&args.config) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    for summary in config::summarize(&rules) {
+        tracing::info!(%summary, "rules loaded");
+    }
+    // Installed before the listeners open, so an early SIGTERM still shuts down cleanly.
+    let signal = app::shutdown_signal()?;
+    let server = app::start(app::ServerConfig::new(
+        args.grpc_addr,
+        args.http_addr,
+        service::shared_rules(rules),
+        SystemClock,
+    ))
+    .await?;
+    server.run_until(signal).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
+    let Some(rules) = load(&args.config) else {
+        return Ok(ExitCode::FAILURE);
+    };
+    for summary in config::summarize(&rules) {
+        println!("{summary}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
+    let response = query::send(args).await?;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&query::render_json(args, &response))?
+        );
+    } else {
+        print!("{}", query::render_table(args, &response));
+    }
+    Ok(if query::is_over_limit(&response) {
+        ExitCode::from(EXIT_OVER_LIMIT)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Loads the rules, printing every error (one per line) when there are any.
+fn load(path: &Path) -> Option<RuleSet> {
+    match config::load_path(path) {
+        Ok(rules) => Some(rules),
+        Err(errors) => {
+            eprintln!("{errors}");
+            eprintln!(
+                "{}: {} configuration error(s); nothing was loaded",
+                path.display(),
+                errors.len()
+            );
+            None
+        }
+    }
+}

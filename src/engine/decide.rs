@@ -309,12 +309,9 @@ fn reported_limit<'p, 'r: 'p>(
         soft_over |= assessment.over_limit && limit.soft;
         let better = match &chosen {
             None => true,
-            Some(best) => {
-                (enforced_over && !best.enforced_over)
-                    || (!enforced_over
-                        && !best.enforced_over
-                        && assessment.remaining < best.assessment.remaining)
-            }
+            // An enforced excess wins over anything else; otherwise the tightest limit does.
+            Some(best) if best.enforced_over => false,
+            Some(best) => enforced_over || assessment.remaining < best.assessment.remaining,
         };
         if better {
             chosen = Some(Reported {

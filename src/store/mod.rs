@@ -2,7 +2,9 @@
 //! returns one reading per counter; the engine decides from the readings.
 
 mod memory;
+pub mod redis;
 
+pub use self::redis::{RedisStore, RedisStoreConfig, RedisStoreStatus};
 pub use memory::{MemoryStore, MemoryStoreStats};
 
 use std::future::Future;

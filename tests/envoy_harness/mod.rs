@@ -237,10 +237,9 @@ impl Envoy {
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         envoy.admin = loop {
-            if let Ok(text) = std::fs::read_to_string(&admin_path) {
-                if let Ok(addr) = text.trim().parse() {
-                    break addr;
-                }
+            let written = std::fs::read_to_string(&admin_path).ok();
+            if let Some(addr) = written.and_then(|text| text.trim().parse().ok()) {
+                break addr;
             }
             envoy.assert_alive();
             assert!(
@@ -255,10 +254,8 @@ impl Envoy {
                 .get(format!("http://{}/ready", envoy.admin))
                 .send()
                 .await;
-            if let Ok(response) = ready {
-                if response.status().is_success() {
-                    break;
-                }
+            if ready.is_ok_and(|response| response.status().is_success()) {
+                break;
             }
             envoy.assert_alive();
             assert!(

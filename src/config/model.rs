@@ -1,0 +1,60 @@
+//! The rules file exactly as written: envoyproxy/ratelimit's YAML shape plus quotad's extensions,
+//! with every value wrapped in `Spanned` so the compiler can point at the line it came from.
+//! Nothing here is validated beyond YAML types; `compile` turns it into the engine's model.
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// One rules file: one domain.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawFile {
+    pub(crate) domain: Option<Spanned<String>>,
+    /// quotad extension: the default counting algorithm for every limit in the domain.
+    pub(crate) algorithm: Option<Spanned<String>>,
+    /// quotad extension: whether a rejected request still consumes its hits (default true).
+    pub(crate) count_rejected_hits: Option<bool>,
+    /// quotad extension: whether a descriptor's own `limit` replaces the configured one
+    /// (default true, as envoyproxy/ratelimit does).
+    pub(crate) allow_limit_overrides: Option<bool>,
+    pub(crate) descriptors: Option<Vec<Spanned<RawDescriptor>>>,
+}
+
+/// One descriptor node, at any depth.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawDescriptor {
+    pub(crate) key: Option<Spanned<String>>,
+    pub(crate) value: Option<Spanned<String>>,
+    pub(crate) rate_limit: Option<Spanned<RawLimit>>,
+    /// quotad extension: several limits on one descriptor (per minute and per month, say).
+    pub(crate) rate_limits: Option<Spanned<Vec<Spanned<RawLimit>>>>,
+    pub(crate) shadow_mode: Option<bool>,
+    pub(crate) detailed_metric: Option<bool>,
+    pub(crate) descriptors: Option<Vec<Spanned<RawDescriptor>>>,
+}
+
+/// One limit: `rate_limit`, or one entry of `rate_limits`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawLimit {
+    pub(crate) unit: Option<Spanned<String>>,
+    pub(crate) requests_per_unit: Option<Spanned<u32>>,
+    pub(crate) unit_multiplier: Option<Spanned<u32>>,
+    /// quotad extension: overrides the domain's algorithm for this limit.
+    pub(crate) algorithm: Option<Spanned<String>>,
+    pub(crate) unlimited: Option<Spanned<bool>>,
+    pub(crate) name: Option<Spanned<String>>,
+    pub(crate) replaces: Option<Vec<Spanned<RawReplace>>>,
+    /// quotad extension: measured and reported, never enforced.
+    pub(crate) soft: Option<bool>,
+    /// quotad extension: UTC calendar weeks, months or years instead of epoch-aligned ones.
+    pub(crate) calendar: Option<Spanned<bool>>,
+}
+
+/// One entry of `replaces`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawReplace {
+    pub(crate) name: Option<Spanned<String>>,
+}

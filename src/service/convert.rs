@@ -1,0 +1,192 @@
+//! The one place protobuf meets the engine: an Envoy `RateLimitRequest` becomes a borrowed
+//! `engine::Request` (validated, so the engine never sees an empty key), and an engine
+//! `Decision` becomes a `RateLimitResponse`. Nothing else in quotad's server touches wire types.
+
+use std::time::Duration;
+
+use envoy_types::pb::envoy::extensions::common::ratelimit::v3::RateLimitDescriptor;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::rate_limit::Unit;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
+    Code, DescriptorStatus, RateLimit,
+};
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
+use smallvec::SmallVec;
+use tonic::Status;
+
+use crate::engine::{Decision, Descriptor, DescriptorDecision, Entry, Limit, Request, TimeUnit};
+
+/// Why a request was refused before reaching the engine; indexes are 0-based, as on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidRequest {
+    /// The request named no domain.
+    #[error("domain must not be empty")]
+    EmptyDomain,
+    /// The request carried no descriptor.
+    #[error("request must carry at least one descriptor")]
+    NoDescriptors,
+    /// A descriptor had no entries.
+    #[error("descriptor {descriptor} has no entries")]
+    EmptyDescriptor {
+        /// Index of the descriptor in the request.
+        descriptor: usize,
+    },
+    /// A descriptor entry had an empty key.
+    #[error("descriptor {descriptor} entry {entry} has an empty key")]
+    EmptyKey {
+        /// Index of the descriptor in the request.
+        descriptor: usize,
+        /// Index of the entry in the descriptor.
+        entry: usize,
+    },
+    /// A descriptor asked to give hits back, which quotad does not do yet.
+    #[error("descriptor {descriptor}: is_negative_hits is not supported yet")]
+    NegativeHits {
+        /// Index of the descriptor in the request.
+        descriptor: usize,
+    },
+}
+
+impl From<InvalidRequest> for Status {
+    fn from(error: InvalidRequest) -> Self {
+        match error {
+            // Refusing is safer than counting a refund as a hit, which would double-charge.
+            InvalidRequest::NegativeHits { .. } => Status::unimplemented(error.to_string()),
+            _ => Status::invalid_argument(error.to_string()),
+        }
+    }
+}
+
+impl<'a> TryFrom<&'a RateLimitRequest> for Request<'a> {
+    type Error = InvalidRequest;
+
+    fn try_from(wire: &'a RateLimitRequest) -> Result<Self, Self::Error> {
+        if wire.domain.is_empty() {
+            return Err(InvalidRequest::EmptyDomain);
+        }
+        if wire.descriptors.is_empty() {
+            return Err(InvalidRequest::NoDescriptors);
+        }
+        let descriptors = wire
+            .descriptors
+            .iter()
+            .enumerate()
+            .map(|(index, descriptor)| descriptor_from_wire(index, descriptor))
+            .collect::<Result<_, _>>()?;
+        Ok(Request {
+            domain: &wire.domain,
+            descriptors,
+            // Envoy sends 0 when the filter did not set a count; it means one hit.
+            hits: u64::from(wire.hits_addend.max(1)),
+        })
+    }
+}
+
+/// Validates one wire descriptor; the per-descriptor `limit` override is not honoured yet.
+fn descriptor_from_wire(
+    index: usize,
+    wire: &RateLimitDescriptor,
+) -> Result<Descriptor<'_>, InvalidRequest> {
+    if wire.entries.is_empty() {
+        return Err(InvalidRequest::EmptyDescriptor { descriptor: index });
+    }
+    if wire.is_negative_hits {
+        return Err(InvalidRequest::NegativeHits { descriptor: index });
+    }
+    let entries = wire
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(entry, pair)| {
+            if pair.key.is_empty() {
+                Err(InvalidRequest::EmptyKey {
+                    descriptor: index,
+                    entry,
+                })
+            } else {
+                Ok(Entry {
+                    key: &pair.key,
+                    value: &pair.value,
+                })
+            }
+        })
+        .collect::<Result<SmallVec<_>, _>>()?;
+    Ok(Descriptor {
+        entries,
+        // Present means present: an explicit 0 checks the limit without consuming it.
+        hits: wire.hits_addend.as_ref().map(|hits| hits.value),
+        limit_override: None,
+    })
+}
+
+/// The wire response for an engine decision: one status per descriptor, in request order.
+pub fn response_from_decision(decision: &Decision<'_>) -> RateLimitResponse {
+    RateLimitResponse {
+        overall_code: code(decision.over_limit).into(),
+        statuses: decision.descriptors.iter().map(status_from).collect(),
+        ..RateLimitResponse::default()
+    }
+}
+
+fn status_from(decision: &DescriptorDecision<'_>) -> DescriptorStatus {
+    DescriptorStatus {
+        code: code(decision.over_limit).into(),
+        current_limit: decision.limit.map(rate_limit_from),
+        limit_remaining: decision.remaining,
+        duration_until_reset: decision.reset.map(duration_to_wire),
+        quota: None,
+    }
+}
+
+fn code(over_limit: bool) -> Code {
+    if over_limit {
+        Code::OverLimit
+    } else {
+        Code::Ok
+    }
+}
+
+fn rate_limit_from(limit: &Limit) -> RateLimit {
+    RateLimit {
+        name: limit.name.as_deref().unwrap_or_default().to_owned(),
+        requests_per_unit: limit.requests_per_unit,
+        unit: wire_unit(limit).into(),
+    }
+}
+
+/// The wire unit for a limit. The wire has no multiplier, so a window that equals a whole unit
+/// (60 seconds, 24 hours) is reported as that unit; any other window reports its own unit, as
+/// envoyproxy/ratelimit does, and `duration_until_reset` stays exact either way.
+pub fn wire_unit(limit: &Limit) -> Unit {
+    let window_secs = limit.window.nanos() / 1_000_000_000;
+    let unit = TimeUnit::ALL
+        .into_iter()
+        .rev()
+        .find(|unit| unit.seconds() == window_secs)
+        .unwrap_or(limit.window.unit());
+    unit_to_wire(unit)
+}
+
+/// The wire enum for an engine time unit.
+pub fn unit_to_wire(unit: TimeUnit) -> Unit {
+    match unit {
+        TimeUnit::Second => Unit::Second,
+        TimeUnit::Minute => Unit::Minute,
+        TimeUnit::Hour => Unit::Hour,
+        TimeUnit::Day => Unit::Day,
+        TimeUnit::Week => Unit::Week,
+        TimeUnit::Month => Unit::Month,
+        TimeUnit::Year => Unit::Year,
+    }
+}
+
+fn duration_to_wire(duration: Duration) -> ProtoDuration {
+    ProtoDuration {
+        seconds: i64::try_from(duration.as_secs()).unwrap_or(i64::MAX),
+        // Always below 1e9, so it fits.
+        nanos: i32::try_from(duration.subsec_nanos()).unwrap_or(0),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,7 @@
+//! tonic adapters: Envoy's protobuf on one side, the engine on the other.
+
+mod convert;
+mod rls;
+
+pub use convert::{InvalidRequest, response_from_decision, unit_to_wire, wire_unit};
+pub use rls::{RateLimiter, SharedRules, shared_rules};

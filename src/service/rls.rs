@@ -1,0 +1,156 @@
+//! Envoy's `RateLimitService` over the engine: one rules snapshot per call, plan, let the store
+//! apply the hits, conclude, answer. Store failures become `UNAVAILABLE` so Envoy's
+//! `failure_mode_deny` can choose between failing open and closed.
+
+use std::fmt;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitService;
+use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
+use tonic::{Request, Response, Status};
+
+use crate::clock::Clock;
+use crate::engine::{self, RuleSet};
+use crate::store::CounterStore;
+
+use super::convert::response_from_decision;
+
+/// The rules every call reads; swapping the inner `Arc` publishes a new snapshot atomically.
+pub type SharedRules = Arc<ArcSwap<RuleSet>>;
+
+/// Wraps a rule set in a handle that can later be swapped without restarting the server.
+pub fn shared_rules(rules: RuleSet) -> SharedRules {
+    Arc::new(ArcSwap::from_pointee(rules))
+}
+
+/// The rate-limit service: rules, counters and the clock the windows are measured by.
+pub struct RateLimiter<S: CounterStore, C: Clock> {
+    rules: SharedRules,
+    store: Arc<S>,
+    clock: C,
+}
+
+impl<S: CounterStore, C: Clock> fmt::Debug for RateLimiter<S, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RateLimiter")
+            .field("domains", &self.rules.load().domains().count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
+    /// A service deciding against `rules`, counting in `store`, with time from `clock`.
+    pub fn new(rules: SharedRules, store: Arc<S>, clock: C) -> Self {
+        Self {
+            rules,
+            store,
+            clock,
+        }
+    }
+
+    /// Answers one request exactly as the gRPC method does.
+    pub async fn decide(&self, wire: &RateLimitRequest) -> Result<RateLimitResponse, Status> {
+        let request = engine::Request::try_from(wire)?;
+        // An owned snapshot, not a guard: the call awaits the store and must not pin a
+        // reload's old rules in arc-swap's debt list while it waits.
+        let rules = self.rules.load_full();
+        let plan = engine::plan(&rules, &request, self.clock.now());
+        let readings = self.store.apply(&plan).await.map_err(|error| {
+            tracing::warn!(%error, domain = request.domain, "counter store failed");
+            Status::unavailable(error.to_string())
+        })?;
+        let decision = engine::conclude(&plan, &readings);
+        Ok(response_from_decision(&decision))
+    }
+}
+
+#[tonic::async_trait]
+impl<S: CounterStore, C: Clock> RateLimitService for RateLimiter<S, C> {
+    async fn should_rate_limit(
+        &self,
+        request: Request<RateLimitRequest>,
+    ) -> Result<Response<RateLimitResponse>, Status> {
+        self.decide(request.get_ref()).await.map(Response::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::{Future, ready};
+
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{
+        RateLimitDescriptor, rate_limit_descriptor,
+    };
+    use tonic::Code;
+
+    use super::*;
+    use crate::clock::{ManualClock, Timestamp};
+    use crate::engine::{CounterReading, Plan};
+    use crate::store::{MemoryStore, StoreError};
+
+    struct BrokenStore;
+
+    impl CounterStore for BrokenStore {
+        fn apply(
+            &self,
+            _plan: &Plan<'_>,
+        ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
+            ready(Err(StoreError::Unavailable("redis down".into())))
+        }
+    }
+
+    fn request(domain: &str) -> RateLimitRequest {
+        RateLimitRequest {
+            domain: domain.into(),
+            descriptors: vec![RateLimitDescriptor {
+                entries: vec![rate_limit_descriptor::Entry {
+                    key: "k".into(),
+                    value: "v".into(),
+                }],
+                ..RateLimitDescriptor::default()
+            }],
+            hits_addend: 0,
+        }
+    }
+
+    fn clock() -> ManualClock {
+        ManualClock::new(Timestamp::from_secs(1_000))
+    }
+
+    #[tokio::test]
+    async fn store_failures_are_unavailable() {
+        let limiter = RateLimiter::new(
+            shared_rules(RuleSet::default()),
+            Arc::new(BrokenStore),
+            clock(),
+        );
+        let status = limiter.decide(&request("api")).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(status.message().contains("redis down"), "{status:?}");
+    }
+
+    #[tokio::test]
+    async fn invalid_requests_never_reach_the_store() {
+        let limiter = RateLimiter::new(
+            shared_rules(RuleSet::default()),
+            Arc::new(BrokenStore),
+            clock(),
+        );
+        let status = limiter.decide(&request("")).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument);
+    }
+
+    #[tokio::test]
+    async fn unknown_domains_are_allowed_without_a_limit() {
+        let limiter = RateLimiter::new(
+            shared_rules(RuleSet::default()),
+            Arc::new(MemoryStore::new()),
+            clock(),
+        );
+        let response = limiter.decide(&request("nowhere")).await.unwrap();
+        assert_eq!(response.statuses.len(), 1);
+        assert_eq!(response.statuses[0].current_limit, None);
+        assert_eq!(response.statuses[0].limit_remaining, 0);
+    }
+}

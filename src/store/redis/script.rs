@@ -1,0 +1,225 @@
+//! The Lua script that applies a batch of counters atomically inside Redis, with the same
+//! window rules as the memory store's `WindowState::add`, and the Rust side of its contract:
+//! building a batch's KEYS/ARGV and reading its reply back into `CounterReading`s.
+//!
+//! The script is called by SHA (`EVALSHA`), so its source travels once per server, not once per
+//! request. When Redis answers `NOSCRIPT` (after a restart, a failover or `SCRIPT FLUSH`) the
+//! call is repeated as `EVAL` with the source, which runs it and caches it again in the same
+//! round trip. (`SCRIPT LOAD` then `EVALSHA`, as the redis crate's `Script` does, takes two
+//! round trips and fails again if another flush lands between them.)
+
+use redis::{Cmd, ErrorKind, RedisResult, Script, ServerErrorKind, aio::ConnectionLike};
+
+use crate::engine::{Algorithm, CounterReading, CounterUpdate};
+
+/// Counts saturate here, as in the memory store. Lua numbers are doubles, exact up to 2^53, so
+/// every count and window index the script handles stays exact.
+pub(crate) const COUNT_MAX: u64 = (1 << 48) - 2;
+
+/// KEYS/ARGV contract:
+/// - `KEYS[i]`: the key of counter i; every key of one call hashes to one cluster slot.
+/// - `ARGV[3i-2]`: counter i's window index (epoch-aligned, from quotad's clock — never Redis's
+///   `TIME`, so every replica and the memory store agree on window boundaries).
+/// - `ARGV[3i-1]`: hits to add, at most `COUNT_MAX`; 0 reads without writing.
+/// - `ARGV[3i]`: TTL in milliseconds (two window lengths: the previous window still counts
+///   for sliding windows, and nothing older ever does).
+///
+/// Each key holds the string `"<window index>:<previous>:<current>"`. Same window (or one
+/// ahead: another replica's clock crossed first) counts into current; the next window rotates
+/// current into previous; any other window starts afresh. Keys are read and written in KEYS
+/// order, so a key listed twice sees its first update.
+///
+/// Returns a flat array `{current_1, previous_1, current_2, previous_2, …}`.
+const SOURCE: &str = r"
+local max = 281474976710654
+local out = {}
+for i, key in ipairs(KEYS) do
+  local base = 3 * (i - 1)
+  local tag = tonumber(ARGV[base + 1])
+  local hits = tonumber(ARGV[base + 2])
+  local kept, previous, current = tag, 0, 0
+  local value = redis.call('GET', key)
+  if value then
+    local t, p, c = string.match(value, '^(%d+):(%d+):(%d+)$')
+    if t then
+      kept, previous, current = tonumber(t), tonumber(p), tonumber(c)
+    end
+  end
+  local behind = tag - kept
+  if behind == 1 then
+    kept, previous, current = tag, current, 0
+  elseif behind ~= 0 and behind ~= -1 then
+    kept, previous, current = tag, 0, 0
+  end
+  current = math.min(current + hits, max)
+  if hits > 0 then
+    redis.call('SET', key, string.format('%.0f:%.0f:%.0f', kept, previous, current),
+      'PX', ARGV[base + 3])
+  end
+  out[2 * i - 1] = current
+  out[2 * i] = previous
+end
+return out
+";
+
+/// The counter script, hashed once at startup.
+#[derive(Debug)]
+pub(crate) struct CounterScript {
+    sha1: String,
+}
+
+impl CounterScript {
+    pub(crate) fn new() -> Self {
+        Self {
+            sha1: Script::new(SOURCE).get_hash().to_owned(),
+        }
+    }
+
+    /// Runs one batch in one `EVALSHA` (one `EVAL` more after `NOSCRIPT`); flat reply.
+    pub(crate) async fn run<C: ConnectionLike>(
+        &self,
+        connection: &mut C,
+        batch: &Batch,
+    ) -> RedisResult<Vec<u64>> {
+        match batch
+            .command("EVALSHA", &self.sha1)
+            .query_async(connection)
+            .await
+        {
+            Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+                batch.command("EVAL", SOURCE).query_async(connection).await
+            }
+            result => result,
+        }
+    }
+}
+
+/// The counters of one script call, and where their readings go in plan order.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    keys: Vec<Vec<u8>>,
+    args: Vec<u64>,
+    algorithms: Vec<Algorithm>,
+    positions: Vec<usize>,
+}
+
+impl Batch {
+    /// Adds the counter at plan position `position`.
+    pub(crate) fn push(&mut self, position: usize, key: Vec<u8>, update: &CounterUpdate) {
+        let ttl_millis = (update.window_nanos / 1_000_000).saturating_mul(2).max(1);
+        self.keys.push(key);
+        self.args
+            .extend([update.window_index, update.hits.min(COUNT_MAX), ttl_millis]);
+        self.algorithms.push(update.algorithm);
+        self.positions.push(position);
+    }
+
+    /// `EVAL`/`EVALSHA` of this batch; the first key decides the cluster slot it is routed to.
+    fn command(&self, verb: &str, script: &str) -> Cmd {
+        let mut command = redis::cmd(verb);
+        command
+            .arg(script)
+            .arg(self.keys.len())
+            .arg(&self.keys)
+            .arg(&self.args);
+        command
+    }
+
+    /// Puts this batch's readings from `reply` into `readings` (indexed by plan position).
+    pub(crate) fn scatter(
+        &self,
+        reply: &[u64],
+        readings: &mut [CounterReading],
+    ) -> Result<(), String> {
+        if reply.len() != 2 * self.keys.len() {
+            return Err(format!(
+                "counter script returned {} values for {} counters",
+                reply.len(),
+                self.keys.len()
+            ));
+        }
+        for ((pair, &algorithm), &position) in reply
+            .chunks_exact(2)
+            .zip(&self.algorithms)
+            .zip(&self.positions)
+        {
+            let reading = CounterReading {
+                current: pair[0],
+                previous: match algorithm {
+                    Algorithm::SlidingWindow => pair[1],
+                    Algorithm::FixedWindow => 0,
+                },
+            };
+            match readings.get_mut(position) {
+                Some(slot) => *slot = reading,
+                None => return Err(format!("counter position {position} out of range")),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::Timestamp;
+    use crate::engine::{self, Children, DomainRules, Limit, Node, Policy, Request, Rule, RuleSet};
+    use crate::engine::{Descriptor, TimeUnit, Window};
+
+    fn plan_updates() -> Vec<CounterUpdate> {
+        let limits = [
+            Limit::new(1, Window::of(TimeUnit::Minute)),
+            Limit::new(1, Window::of(TimeUnit::Hour)).with_algorithm(Algorithm::SlidingWindow),
+        ];
+        let mut root = Children::default();
+        root.insert_default(
+            "k",
+            Node {
+                rule: Some(Rule {
+                    key_path: "k".into(),
+                    policy: Policy::Limited(Box::new(limits)),
+                    shadow_mode: false,
+                    detailed_metric: false,
+                }),
+                children: Children::default(),
+            },
+        );
+        let rules = RuleSet::new([DomainRules::new("d", root)]);
+        let request = Request::new(
+            "d",
+            [Descriptor::from_pairs(&[("k", "v")]).with_hits(u64::MAX)],
+        );
+        let plan = engine::plan(&rules, &request, Timestamp::from_secs(7_200));
+        plan.counters().map(|(_, update)| update.clone()).collect()
+    }
+
+    #[test]
+    fn batches_carry_clamped_hits_and_two_window_ttls() {
+        let updates = plan_updates();
+        let mut batch = Batch::default();
+        batch.push(1, b"x".to_vec(), &updates[0]);
+        batch.push(0, b"y".to_vec(), &updates[1]);
+        assert_eq!(
+            batch.args,
+            [120, COUNT_MAX, 120_000, 2, COUNT_MAX, 7_200_000]
+        );
+        let mut readings = [CounterReading::default(); 2];
+        batch.scatter(&[5, 4, 3, 2], &mut readings).unwrap();
+        // Plan order restored; the fixed window reports no previous count.
+        assert_eq!(
+            readings[1],
+            CounterReading {
+                current: 5,
+                previous: 0
+            }
+        );
+        assert_eq!(
+            readings[0],
+            CounterReading {
+                current: 3,
+                previous: 2
+            }
+        );
+        assert!(batch.scatter(&[1, 2], &mut readings).is_err());
+    }
+}
