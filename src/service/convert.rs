@@ -14,7 +14,9 @@ use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
 use smallvec::SmallVec;
 use tonic::Status;
 
-use crate::engine::{Decision, Descriptor, DescriptorDecision, Entry, Limit, Request, TimeUnit};
+use crate::engine::{
+    Decision, Descriptor, DescriptorDecision, Entry, Limit, LimitOverride, Request, TimeUnit,
+};
 
 /// Why a request was refused before reaching the engine; indexes are 0-based, as on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -38,6 +40,16 @@ pub enum InvalidRequest {
         descriptor: usize,
         /// Index of the entry in the descriptor.
         entry: usize,
+    },
+    /// A descriptor's `limit` override named a unit quotad does not know.
+    #[error(
+        "descriptor {descriptor}: limit override has unknown unit {unit} (expected SECOND, MINUTE, HOUR, DAY, WEEK, MONTH or YEAR)"
+    )]
+    UnknownOverrideUnit {
+        /// Index of the descriptor in the request.
+        descriptor: usize,
+        /// The unit number as sent.
+        unit: i32,
     },
     /// A descriptor asked to give hits back, which quotad does not do yet.
     #[error("descriptor {descriptor}: is_negative_hits is not supported yet")]
@@ -82,7 +94,7 @@ impl<'a> TryFrom<&'a RateLimitRequest> for Request<'a> {
     }
 }
 
-/// Validates one wire descriptor; the per-descriptor `limit` override is not honoured yet.
+/// Validates one wire descriptor, including its optional `limit` override.
 fn descriptor_from_wire(
     index: usize,
     wire: &RateLimitDescriptor,
@@ -115,8 +127,37 @@ fn descriptor_from_wire(
         entries,
         // Present means present: an explicit 0 checks the limit without consuming it.
         hits: wire.hits_addend.as_ref().map(|hits| hits.value),
-        limit_override: None,
+        limit_override: wire
+            .limit
+            .as_ref()
+            .map(|limit| {
+                let unit =
+                    override_unit(limit.unit).ok_or(InvalidRequest::UnknownOverrideUnit {
+                        descriptor: index,
+                        unit: limit.unit,
+                    })?;
+                Ok(LimitOverride {
+                    requests_per_unit: limit.requests_per_unit,
+                    unit,
+                })
+            })
+            .transpose()?,
     })
+}
+
+/// The engine unit for `envoy.type.v3.RateLimitUnit` as sent in a limit override (7 is WEEK in
+/// newer Envoy releases); `None` for UNKNOWN and numbers no release defines.
+fn override_unit(unit: i32) -> Option<TimeUnit> {
+    match unit {
+        1 => Some(TimeUnit::Second),
+        2 => Some(TimeUnit::Minute),
+        3 => Some(TimeUnit::Hour),
+        4 => Some(TimeUnit::Day),
+        5 => Some(TimeUnit::Month),
+        6 => Some(TimeUnit::Year),
+        7 => Some(TimeUnit::Week),
+        _ => None,
+    }
 }
 
 /// The wire response for an engine decision: one status per descriptor, in request order.

@@ -61,6 +61,12 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
             Status::unavailable(error.to_string())
         })?;
         let decision = engine::conclude(&plan, &readings);
+        if let Some(refund) = plan.refund_if_rejected(&decision) {
+            // The answer stands either way; a failed refund only leaves the hits counted.
+            if let Err(error) = self.store.apply(&refund).await {
+                tracing::warn!(%error, domain = request.domain, "refunding rejected hits failed");
+            }
+        }
         Ok(response_from_decision(&decision))
     }
 }

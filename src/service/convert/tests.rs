@@ -216,3 +216,35 @@ fn windows_report_the_unit_they_equal() {
         );
     }
 }
+
+#[test]
+fn limit_overrides_convert_and_unknown_units_are_refused() {
+    use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor::RateLimitOverride;
+    let mut descriptor = wire_descriptor(&[("k", "v")]);
+    descriptor.limit = Some(RateLimitOverride {
+        requests_per_unit: 42,
+        unit: 7,
+    });
+    let wire = wire_request("api", vec![wire_descriptor(&[("a", "b")]), descriptor]);
+    let request = Request::try_from(&wire).unwrap();
+    assert_eq!(
+        request.descriptors[1].limit_override,
+        Some(LimitOverride {
+            requests_per_unit: 42,
+            unit: TimeUnit::Week
+        })
+    );
+    for unit in [0, 8, -1] {
+        let mut bad = wire.clone();
+        bad.descriptors[1].limit.as_mut().unwrap().unit = unit;
+        let refused = refusal(&bad);
+        assert_eq!(
+            refused,
+            InvalidRequest::UnknownOverrideUnit {
+                descriptor: 1,
+                unit
+            }
+        );
+        assert_eq!(Status::from(refused).code(), GrpcCode::InvalidArgument);
+    }
+}
