@@ -8,6 +8,7 @@ use super::error::{ConfigError, ConfigErrors};
 use super::limits;
 use super::model::RawDescriptor;
 use super::parse;
+use super::response;
 use crate::engine::{Algorithm, Children, DomainRules, Node, Rule, RuleSet, ValuePattern};
 
 /// Errors found so far in one file, and the file's name for each of them.
@@ -82,11 +83,13 @@ pub(crate) fn compile_file(file: &str, yaml: &str) -> Result<CompiledFile, Vec<C
         Some(list) => compile_level(&mut ctx, list, "descriptors", "", algorithm),
         None => Children::default(),
     };
+    let response = response::policy(&mut ctx, &raw);
     if ctx.errors.is_empty() {
         Ok(CompiledFile {
             rules: DomainRules::new(name, root)
                 .with_count_rejected_hits(raw.count_rejected_hits.unwrap_or(true))
-                .with_limit_overrides(raw.allow_limit_overrides.unwrap_or(true)),
+                .with_limit_overrides(raw.allow_limit_overrides.unwrap_or(true))
+                .with_response(response),
             domain_at,
         })
     } else {

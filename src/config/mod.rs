@@ -7,6 +7,7 @@ mod limits;
 mod load;
 mod model;
 mod parse;
+mod response;
 mod summary;
 mod tree;
 

@@ -17,7 +17,47 @@ pub(crate) struct RawFile {
     /// quotad extension: whether a descriptor's own `limit` replaces the configured one
     /// (default true, as envoyproxy/ratelimit does).
     pub(crate) allow_limit_overrides: Option<bool>,
+    /// quotad extension: rate-limit headers on every answer of this domain.
+    pub(crate) response_headers: Option<Spanned<RawResponseHeaders>>,
+    /// quotad extension: the body Envoy sends with a 429.
+    pub(crate) over_limit_body: Option<Spanned<RawBody>>,
     pub(crate) descriptors: Option<Vec<Spanned<RawDescriptor>>>,
+}
+
+/// `response_headers:` — which header style, optional renames and a quota pair.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawResponseHeaders {
+    pub(crate) style: Option<Spanned<String>>,
+    pub(crate) names: Option<Spanned<RawHeaderNames>>,
+    pub(crate) quota: Option<Spanned<RawQuotaHeaders>>,
+}
+
+/// Header names for the `envoy_ratelimit` style.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHeaderNames {
+    pub(crate) limit: Option<Spanned<String>>,
+    pub(crate) remaining: Option<Spanned<String>>,
+    pub(crate) reset: Option<Spanned<String>>,
+}
+
+/// A second header pair for a long-window quota.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawQuotaHeaders {
+    pub(crate) limit: Option<Spanned<String>>,
+    pub(crate) remaining: Option<Spanned<String>>,
+    /// The shortest window (a unit name) that counts as the quota; `day` when absent.
+    pub(crate) min_window: Option<Spanned<String>>,
+}
+
+/// `over_limit_body:` — a template and its content type.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBody {
+    pub(crate) template: Option<Spanned<String>>,
+    pub(crate) content_type: Option<Spanned<String>>,
 }
 
 /// One descriptor node, at any depth.

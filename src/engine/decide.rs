@@ -136,6 +136,9 @@ pub struct DescriptorDecision<'p> {
     pub shadow_over_limit: bool,
     /// A soft limit was exceeded: reported, not enforced.
     pub soft_over_limit: bool,
+    /// Every limit checked for this descriptor with what its reading meant, in rule order
+    /// (for headers that describe a second, long-window quota).
+    pub checked: SmallVec<[(&'p Limit, Assessment); 2]>,
 }
 
 impl DescriptorDecision<'_> {
@@ -148,6 +151,7 @@ impl DescriptorDecision<'_> {
             reset: None,
             shadow_over_limit: false,
             soft_over_limit: false,
+            checked: SmallVec::new_const(),
         }
     }
 }
@@ -159,6 +163,22 @@ pub struct Decision<'p> {
     pub over_limit: bool,
     /// One decision per request descriptor, in request order.
     pub descriptors: SmallVec<[DescriptorDecision<'p>; 4]>,
+}
+
+impl<'p> Decision<'p> {
+    /// The descriptor whose limit explains the answer: the first one over an enforced limit,
+    /// else the limited one with the least remaining (first on ties); with its index.
+    pub fn deciding(&self) -> Option<(usize, &DescriptorDecision<'p>)> {
+        let limited = || {
+            self.descriptors
+                .iter()
+                .enumerate()
+                .filter(|(_, descriptor)| descriptor.limit.is_some())
+        };
+        limited()
+            .find(|(_, descriptor)| descriptor.over_limit)
+            .or_else(|| limited().min_by_key(|(_, descriptor)| descriptor.remaining))
+    }
 }
 
 /// Lists the counters `request` touches under `rules` at `now`.
@@ -255,7 +275,15 @@ pub fn conclude<'p>(plan: &'p Plan<'_>, readings: &[CounterReading]) -> Decision
             Planned::NoRule => DescriptorDecision::unmatched(0),
             Planned::Unlimited => DescriptorDecision::unmatched(u32::MAX),
             Planned::Limited { rule, limits } => {
-                let Some(reported) = reported_limit(plan, limits, readings) else {
+                let checked: SmallVec<[(&Limit, Assessment); 2]> = limits
+                    .iter()
+                    .filter_map(|&(source, counter)| {
+                        let limit = plan.limit(source)?;
+                        let reading = readings.get(counter).copied().unwrap_or_default();
+                        Some((limit, assess(limit, reading, plan.now)))
+                    })
+                    .collect();
+                let Some(reported) = reported_limit(&checked) else {
                     decision.descriptors.push(DescriptorDecision::unmatched(0));
                     continue;
                 };
@@ -273,6 +301,7 @@ pub fn conclude<'p>(plan: &'p Plan<'_>, readings: &[CounterReading]) -> Decision
                     reset: Some(reported.assessment.reset),
                     shadow_over_limit: enforced_over && shadow,
                     soft_over_limit: reported.soft_over,
+                    checked,
                 }
             }
         };
@@ -292,19 +321,10 @@ struct Reported<'p> {
 
 /// The first exceeded enforced limit, else the one with the least remaining (first on ties);
 /// also whether any soft limit was exceeded.
-fn reported_limit<'p, 'r: 'p>(
-    plan: &'p Plan<'r>,
-    limits: &[(LimitSource<'r>, usize)],
-    readings: &[CounterReading],
-) -> Option<Reported<'p>> {
+fn reported_limit<'p>(checked: &[(&'p Limit, Assessment)]) -> Option<Reported<'p>> {
     let mut chosen: Option<Reported<'p>> = None;
     let mut soft_over = false;
-    for &(source, counter) in limits {
-        let Some(limit) = plan.limit(source) else {
-            continue;
-        };
-        let reading = readings.get(counter).copied().unwrap_or_default();
-        let assessment = assess(limit, reading, plan.now);
+    for &(limit, assessment) in checked {
         let enforced_over = assessment.over_limit && !limit.soft;
         soft_over |= assessment.over_limit && limit.soft;
         let better = match &chosen {

@@ -6,6 +6,7 @@ mod calendar;
 mod decide;
 mod limit;
 mod request;
+mod response;
 mod rules;
 mod window;
 
@@ -16,5 +17,9 @@ pub use bucket::BucketParams;
 pub use decide::{CounterUpdate, Decision, DescriptorDecision, Plan, conclude, plan, shard_key};
 pub use limit::{Algorithm, Limit, TimeUnit, Window, WindowBounds};
 pub use request::{Descriptor, Entry, LimitOverride, Request};
+pub use response::{
+    BodyTemplate, DEFAULT_BODY, HeaderNames, HeaderStyle, PLACEHOLDERS, QuotaHeaders,
+    ResponsePolicy, Segment, TemplateError,
+};
 pub use rules::{Children, DomainRules, KeyBranch, Node, Policy, Rule, RuleSet, ValuePattern};
 pub use window::{Assessment, CounterReading, assess};

@@ -8,6 +8,7 @@ use foldhash::fast::RandomState;
 
 use super::limit::Limit;
 use super::request::Entry;
+use super::response::ResponsePolicy;
 
 type FastMap<K, V> = HashMap<K, V, RandomState>;
 
@@ -182,6 +183,7 @@ pub struct DomainRules {
     root: Children,
     count_rejected_hits: bool,
     allow_limit_overrides: bool,
+    response: Arc<ResponsePolicy>,
 }
 
 impl DomainRules {
@@ -193,7 +195,19 @@ impl DomainRules {
             root,
             count_rejected_hits: true,
             allow_limit_overrides: true,
+            response: Arc::default(),
         }
+    }
+
+    /// Sets the headers and body this domain's answers carry.
+    pub fn with_response(mut self, response: ResponsePolicy) -> Self {
+        self.response = Arc::new(response);
+        self
+    }
+
+    /// The headers and body this domain's answers carry.
+    pub fn response(&self) -> &ResponsePolicy {
+        &self.response
     }
 
     /// Sets whether a rejected request still consumes its hits (`count_rejected_hits`).

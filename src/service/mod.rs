@@ -1,7 +1,9 @@
 //! tonic adapters: Envoy's protobuf on one side, the engine on the other.
 
 mod convert;
+mod headers;
 mod rls;
 
 pub use convert::{InvalidRequest, response_from_decision, unit_to_wire, wire_unit};
+pub use headers::decorate;
 pub use rls::{RateLimiter, SharedRules, shared_rules};

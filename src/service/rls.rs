@@ -15,6 +15,7 @@ use crate::engine::{self, RuleSet};
 use crate::store::CounterStore;
 
 use super::convert::response_from_decision;
+use super::headers::decorate;
 
 /// The rules every call reads; swapping the inner `Arc` publishes a new snapshot atomically.
 pub type SharedRules = Arc<ArcSwap<RuleSet>>;
@@ -67,7 +68,17 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
                 tracing::warn!(%error, domain = request.domain, "refunding rejected hits failed");
             }
         }
-        Ok(response_from_decision(&decision))
+        let mut response = response_from_decision(&decision);
+        if let Some(domain) = rules.domain(request.domain) {
+            decorate(
+                &mut response,
+                domain.response(),
+                &decision,
+                &request,
+                plan.now(),
+            );
+        }
+        Ok(response)
     }
 }
 

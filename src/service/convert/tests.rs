@@ -128,6 +128,7 @@ fn decided(
         reset,
         shadow_over_limit: false,
         soft_over_limit: false,
+        checked: SmallVec::new(),
     }
 }
 

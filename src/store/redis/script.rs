@@ -18,41 +18,55 @@ pub(crate) const COUNT_MAX: u64 = (1 << 48) - 2;
 
 /// KEYS/ARGV contract:
 /// - `KEYS[i]`: the key of counter i; every key of one call hashes to one cluster slot.
-/// - `ARGV[3i-2]`: counter i's window index (epoch-aligned, from quotad's clock — never Redis's
-///   `TIME`, so every replica and the memory store agree on window boundaries).
-/// - `ARGV[3i-1]`: hits to add, at most `COUNT_MAX`; 0 reads without writing.
-/// - `ARGV[3i]`: TTL in milliseconds (two window lengths: the previous window still counts
-///   for sliding windows, and nothing older ever does).
+/// - `ARGV[4i-3]`: counter i's window index (from quotad's clock — never Redis's `TIME`, so
+///   every replica and the memory store agree on window boundaries; calendar windows too).
+/// - `ARGV[4i-2]`: hits, at most `COUNT_MAX`; 0 reads without writing.
+/// - `ARGV[4i-1]`: TTL in milliseconds (two of the longest window lengths: the previous window
+///   still counts for sliding windows, and nothing older ever does).
+/// - `ARGV[4i]`: 0 to add the hits, 1 to give them back (a rejected request's refund).
 ///
-/// Each key holds the string `"<window index>:<previous>:<current>"`. Same window (or one
-/// ahead: another replica's clock crossed first) counts into current; the next window rotates
-/// current into previous; any other window starts afresh. Keys are read and written in KEYS
-/// order, so a key listed twice sees its first update.
+/// Each key holds the string `"<window index>:<previous>:<current>"`. Adding in the same window
+/// (or one ahead: another replica's clock crossed first) counts into current; the next window
+/// rotates current into previous; any other window starts afresh. A refund subtracts from the
+/// window the hits went to (current, or previous once the key has rotated), never below 0, and
+/// leaves other windows alone. Keys are handled in KEYS order, so a key listed twice sees its
+/// first update.
 ///
 /// Returns a flat array `{current_1, previous_1, current_2, previous_2, …}`.
 const SOURCE: &str = r"
 local max = 281474976710654
 local out = {}
 for i, key in ipairs(KEYS) do
-  local base = 3 * (i - 1)
+  local base = 4 * (i - 1)
   local tag = tonumber(ARGV[base + 1])
   local hits = tonumber(ARGV[base + 2])
+  local refund = ARGV[base + 4] == '1'
   local kept, previous, current = tag, 0, 0
+  local found = false
   local value = redis.call('GET', key)
   if value then
     local t, p, c = string.match(value, '^(%d+):(%d+):(%d+)$')
     if t then
       kept, previous, current = tonumber(t), tonumber(p), tonumber(c)
+      found = true
     end
   end
-  local behind = tag - kept
-  if behind == 1 then
-    kept, previous, current = tag, current, 0
-  elseif behind ~= 0 and behind ~= -1 then
-    kept, previous, current = tag, 0, 0
+  if refund then
+    if kept == tag then
+      current = math.max(current - hits, 0)
+    elseif kept == tag + 1 then
+      previous = math.max(previous - hits, 0)
+    end
+  else
+    local behind = tag - kept
+    if behind == 1 then
+      kept, previous, current = tag, current, 0
+    elseif behind ~= 0 and behind ~= -1 then
+      kept, previous, current = tag, 0, 0
+    end
+    current = math.min(current + hits, max)
   end
-  current = math.min(current + hits, max)
-  if hits > 0 then
+  if hits > 0 and (found or not refund) then
     redis.call('SET', key, string.format('%.0f:%.0f:%.0f', kept, previous, current),
       'PX', ARGV[base + 3])
   end
@@ -108,8 +122,13 @@ impl Batch {
     pub(crate) fn push(&mut self, position: usize, key: Vec<u8>, update: &CounterUpdate) {
         let ttl_millis = (update.window_nanos / 1_000_000).saturating_mul(2).max(1);
         self.keys.push(key);
-        self.args
-            .extend([update.window_index, update.hits.min(COUNT_MAX), ttl_millis]);
+        let refund = u64::from(update.refund);
+        self.args.extend([
+            update.window_index,
+            update.hits.min(COUNT_MAX),
+            ttl_millis,
+            refund,
+        ]);
         self.algorithms.push(update.algorithm);
         self.positions.push(position);
     }
@@ -195,13 +214,14 @@ mod tests {
 
     #[test]
     fn batches_carry_clamped_hits_and_two_window_ttls() {
-        let updates = plan_updates();
+        let mut updates = plan_updates();
+        updates[1].refund = true;
         let mut batch = Batch::default();
         batch.push(1, b"x".to_vec(), &updates[0]);
         batch.push(0, b"y".to_vec(), &updates[1]);
         assert_eq!(
             batch.args,
-            [120, COUNT_MAX, 120_000, 2, COUNT_MAX, 7_200_000]
+            [120, COUNT_MAX, 120_000, 0, 2, COUNT_MAX, 7_200_000, 1]
         );
         let mut readings = [CounterReading::default(); 2];
         batch.scatter(&[5, 4, 3, 2], &mut readings).unwrap();

@@ -1,0 +1,8 @@
+//! Helpers for integration tests that need real processes: private `redis-server`s and a small
+//! Redis Cluster on loopback ports, started per test and killed afterwards.
+
+// Each test binary that includes this module uses only some of its helpers.
+#![allow(dead_code)]
+
+pub mod redis_server;
+pub mod store_behaviours;
