@@ -88,6 +88,10 @@ every_store!(
     concurrent_tasks_admit_exactly_the_limit,
     calendar_windows_follow_the_utc_calendar,
     refunds_return_rejected_hits_to_their_window,
+    token_bucket_admits_the_burst_then_the_rate,
+    token_bucket_reports_exactly_when_to_retry,
+    token_bucket_refunds_a_rejected_request,
+    token_bucket_is_exact_under_concurrency,
 );
 
 /// An admin connection beside the store, of whichever kind the backend is.

@@ -12,7 +12,7 @@ use super::model::{RawDescriptor, RawLimit};
 use crate::engine::{Algorithm, Limit, Policy, TimeUnit, Window};
 
 const UNITS: &str = "one of second, minute, hour, day, week, month, year";
-const ALGORITHMS: &str = "one of fixed_window, sliding_window";
+const ALGORITHMS: &str = "one of fixed_window, sliding_window, token_bucket";
 
 /// One limit entry after checking.
 enum Compiled {
@@ -227,6 +227,7 @@ fn limit(
         return None;
     };
     let window = window(ctx, raw, field, unit, multiplier, algorithm)?;
+    let burst = burst(ctx, raw, field, algorithm);
     if ctx.error_count() != errors_before {
         return None;
     }
@@ -237,7 +238,34 @@ fn limit(
         name: name.map(Arc::from),
         replaces,
         soft: raw.soft.unwrap_or(false),
+        burst,
     }))
+}
+
+/// A token bucket's `burst`: at least 1, and only on token buckets (windows have no burst).
+fn burst(
+    ctx: &mut Ctx<'_>,
+    raw: &RawLimit,
+    field: &str,
+    algorithm: Algorithm,
+) -> Option<NonZeroU32> {
+    let written = raw.burst.as_ref()?;
+    let field = format!("{field}.burst");
+    if algorithm != Algorithm::TokenBucket {
+        let found = format!("burst with algorithm {}", algorithm.name());
+        ctx.report(
+            written.referenced,
+            field,
+            "burst only with algorithm token_bucket",
+            found,
+        );
+        return None;
+    }
+    let burst = NonZeroU32::new(written.value);
+    if burst.is_none() {
+        ctx.report(written.referenced, field, "a burst of at least 1", "0");
+    }
+    burst
 }
 
 /// The limit's window: epoch-aligned, or a calendar week, month or year when `calendar: true`

@@ -90,6 +90,8 @@ pub(crate) struct RawLimit {
     pub(crate) soft: Option<bool>,
     /// quotad extension: UTC calendar weeks, months or years instead of epoch-aligned ones.
     pub(crate) calendar: Option<Spanned<bool>>,
+    /// quotad extension: a token bucket's capacity (hits admitted at once from a full bucket).
+    pub(crate) burst: Option<Spanned<u32>>,
 }
 
 /// One entry of `replaces`.

@@ -234,3 +234,74 @@ fn calendar_needs_a_calendar_unit_one_unit_and_fixed_windows() {
         assert_eq!(error.line, Some(4));
     }
 }
+
+#[test]
+fn token_buckets_take_a_burst_and_only_they_do() {
+    let rules = compile(
+        "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: minute, requests_per_unit: 900, algorithm: token_bucket, burst: 20}\n",
+    );
+    let rule = find(domain(&rules, "d"), &[("k", "v")]).expect("rule");
+    let expected = Limit::new(900, Window::of(TimeUnit::Minute))
+        .with_burst(NonZeroU32::new(20).expect("non-zero"));
+    assert_eq!(limits(rule), &[expected]);
+    for (limit, expected) in [
+        (
+            "{unit: minute, requests_per_unit: 9, burst: 2}",
+            "burst only with algorithm token_bucket",
+        ),
+        (
+            "{unit: minute, requests_per_unit: 9, algorithm: token_bucket, burst: 0}",
+            "a burst of at least 1",
+        ),
+    ] {
+        let yaml = format!("domain: d\ndescriptors:\n  - key: k\n    rate_limit: {limit}\n");
+        let errors = compile_str("b.yaml", &yaml).expect_err("invalid burst");
+        let error = &errors.errors()[0];
+        assert_eq!(
+            (error.field.as_str(), error.expected.as_str()),
+            ("descriptors[0].rate_limit.burst", expected)
+        );
+    }
+}
+
+#[test]
+fn response_policies_compile_and_bad_ones_are_located() {
+    use crate::engine::{HeaderStyle, Segment};
+    let rules = compile(
+        "domain: d\nresponse_headers:\n  style: envoy_ratelimit\n  names: {limit: X-Limit}\n  quota: {limit: x-q-limit, remaining: x-q-remaining, min_window: month}\nover_limit_body:\n  template: 'slow down, {descriptor.api_key}'\n  content_type: text/plain\n",
+    );
+    let policy = domain(&rules, "d").response();
+    assert_eq!(policy.style, HeaderStyle::EnvoyRatelimit);
+    assert_eq!(
+        policy.names.as_ref().map(|names| &*names.limit),
+        Some("X-Limit")
+    );
+    assert_eq!(
+        policy.names.as_ref().map(|names| &*names.reset),
+        Some("RateLimit-Reset")
+    );
+    assert_eq!(
+        policy.quota.as_ref().map(|quota| quota.min_window_secs),
+        Some(30 * 86_400)
+    );
+    let body = policy.body.as_ref().expect("body");
+    assert_eq!(body.segments[1], Segment::Value("api_key".into()));
+    let errors = compile_str(
+        "r.yaml",
+        "domain: d\nresponse_headers:\n  style: fancy\nover_limit_body:\n  template: 'wait {retry_in}s'\n",
+    )
+    .expect_err("bad policy");
+    let found: Vec<_> = errors
+        .errors()
+        .iter()
+        .map(|error| (error.line, error.field.as_str()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (Some(3), "response_headers.style"),
+            (Some(5), "over_limit_body.template")
+        ]
+    );
+    assert!(errors.errors()[1].found.contains("{retry_in}"), "{errors}");
+}

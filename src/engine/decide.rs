@@ -16,6 +16,7 @@ use smallvec::SmallVec;
 
 use crate::clock::Timestamp;
 
+use super::bucket::BucketParams;
 use super::limit::{Algorithm, Limit, Window};
 use super::request::{Entry, Request};
 use super::rules::{DomainRules, Policy, Rule, RuleSet};
@@ -37,6 +38,9 @@ pub struct CounterUpdate {
     pub hits: u64,
     /// Give `hits` back instead of adding them (only within the same window; never below 0).
     pub refund: bool,
+    /// For token buckets, the bucket's parameters (the threshold-dependent part a store needs
+    /// to decide admission atomically); `None` for windows.
+    pub bucket: Option<BucketParams>,
 }
 
 /// Which limit a planned counter checks: one from the rules, or one the caller sent.
@@ -94,13 +98,27 @@ impl<'r> Plan<'r> {
     }
 
     /// When the domain does not count rejected hits and `decision` rejected the request, the
-    /// plan that gives back every hit this plan added; else `None`.
-    pub fn refund_if_rejected(&self, decision: &Decision<'_>) -> Option<Plan<'r>> {
+    /// plan that gives back every hit this plan added (`readings` tell which token buckets
+    /// actually took theirs); else `None`.
+    pub fn refund_if_rejected(
+        &self,
+        decision: &Decision<'_>,
+        readings: &[CounterReading],
+    ) -> Option<Plan<'r>> {
         if self.count_rejected_hits || !decision.over_limit {
             return None;
         }
         let mut refund = self.clone();
-        refund.counters.retain(|update| update.hits > 0);
+        let mut index = 0;
+        refund.counters.retain(|update| {
+            let reading = readings.get(index).copied().unwrap_or_default();
+            index += 1;
+            let charged = match update.bucket {
+                Some(_) => reading.current != reading.previous,
+                None => true,
+            };
+            update.hits > 0 && charged
+        });
         for update in &mut refund.counters {
             update.refund = true;
         }
@@ -280,7 +298,8 @@ pub fn conclude<'p>(plan: &'p Plan<'_>, readings: &[CounterReading]) -> Decision
                     .filter_map(|&(source, counter)| {
                         let limit = plan.limit(source)?;
                         let reading = readings.get(counter).copied().unwrap_or_default();
-                        Some((limit, assess(limit, reading, plan.now)))
+                        let hits = plan.counters.get(counter).map_or(0, |update| update.hits);
+                        Some((limit, assess(limit, reading, hits, plan.now)))
                     })
                     .collect();
                 let Some(reported) = reported_limit(&checked) else {
@@ -389,6 +408,7 @@ fn counter_update(
         algorithm: limit.algorithm,
         hits,
         refund: false,
+        bucket: (limit.algorithm == Algorithm::TokenBucket).then(|| limit.bucket()),
     }
 }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::clock::Timestamp;
 
+use super::bucket::BucketParams;
 use super::calendar;
 
 const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -175,6 +176,8 @@ pub enum Algorithm {
     FixedWindow,
     /// A rolling window estimated from the current and previous fixed windows.
     SlidingWindow,
+    /// A token bucket (GCRA): `requests_per_unit` per window as a steady rate, plus a burst.
+    TokenBucket,
 }
 
 impl Algorithm {
@@ -183,14 +186,19 @@ impl Algorithm {
         match self {
             Algorithm::FixedWindow => "fixed_window",
             Algorithm::SlidingWindow => "sliding_window",
+            Algorithm::TokenBucket => "token_bucket",
         }
     }
 
     /// Parses an algorithm name as written in YAML.
     pub fn parse(name: &str) -> Option<Algorithm> {
-        [Algorithm::FixedWindow, Algorithm::SlidingWindow]
-            .into_iter()
-            .find(|algorithm| algorithm.name() == name)
+        [
+            Algorithm::FixedWindow,
+            Algorithm::SlidingWindow,
+            Algorithm::TokenBucket,
+        ]
+        .into_iter()
+        .find(|algorithm| algorithm.name() == name)
     }
 
     /// A one-byte tag that keeps counters of different algorithms apart.
@@ -198,6 +206,7 @@ impl Algorithm {
         match self {
             Algorithm::FixedWindow => b'f',
             Algorithm::SlidingWindow => b's',
+            Algorithm::TokenBucket => b't',
         }
     }
 }
@@ -217,6 +226,8 @@ pub struct Limit {
     pub replaces: Box<[Arc<str>]>,
     /// Measured and reported, but never rejects (`soft: true`).
     pub soft: bool,
+    /// For token buckets: hits the bucket holds when full (`requests_per_unit` when unset).
+    pub burst: Option<NonZeroU32>,
 }
 
 impl Limit {
@@ -229,6 +240,28 @@ impl Limit {
             name: None,
             replaces: Box::new([]),
             soft: false,
+            burst: None,
+        }
+    }
+
+    /// This limit as a token bucket holding `burst` hits when full.
+    pub fn with_burst(mut self, burst: NonZeroU32) -> Self {
+        self.algorithm = Algorithm::TokenBucket;
+        self.burst = Some(burst);
+        self
+    }
+
+    /// The GCRA parameters of this limit when counted as a token bucket.
+    pub fn bucket(&self) -> BucketParams {
+        let emission_nanos = match self.requests_per_unit {
+            0 => u64::MAX,
+            // At least 1 ns, so every admitted hit moves the TAT and stays observable.
+            requests => (self.window.nanos() / u64::from(requests)).max(1),
+        };
+        let burst = self.burst.map_or(self.requests_per_unit, NonZeroU32::get);
+        BucketParams {
+            emission_nanos,
+            burst: u64::from(burst),
         }
     }
 

@@ -77,7 +77,7 @@ impl Harness {
         let plan = plan(&self.rules, request, self.clock.now());
         let readings = self.store.apply_plan(&plan);
         let decision = conclude(&plan, &readings);
-        if let Some(refund) = plan.refund_if_rejected(&decision) {
+        if let Some(refund) = plan.refund_if_rejected(&decision, &readings) {
             self.store.apply_plan(&refund);
         }
         let answers = decision
@@ -633,6 +633,40 @@ proptest! {
         }
         for (window, admitted) in admitted_per_window {
             prop_assert!(admitted <= u64::from(limit), "window {} admitted {} > {}", window, admitted, limit);
+        }
+    }
+}
+
+proptest! {
+    /// Retry-After is exact for every algorithm: a rejected client that waits the reported
+    /// reset (and sends nothing meanwhile) gets its next single hit through.
+    #[test]
+    fn waiting_the_reported_reset_always_admits(
+        algorithm in prop_oneof![
+            Just(Algorithm::FixedWindow),
+            Just(Algorithm::SlidingWindow),
+            Just(Algorithm::TokenBucket),
+        ],
+        limit in 1u32..15,
+        burst in 1u32..15,
+        steps in proptest::collection::vec((0u64..30_000, 1usize..25), 1..40),
+    ) {
+        let mut limit_rule = per(limit, TimeUnit::Minute).with_algorithm(algorithm);
+        if algorithm == Algorithm::TokenBucket {
+            limit_rule = limit_rule.with_burst(NonZeroU32::new(burst).unwrap());
+        }
+        let harness = Harness::new(vec![domain("api", vec![("k", None, leaf(rule("k", vec![limit_rule])))])]);
+        for (advance_millis, requests) in steps {
+            harness.clock.advance(Duration::from_millis(advance_millis));
+            for _ in 0..requests {
+                let answer = harness.hit("api", &[("k", "v")]);
+                if answer.over {
+                    let wait = answer.reset.expect("a limited answer has a reset");
+                    harness.clock.advance(wait);
+                    let retried = harness.hit("api", &[("k", "v")]);
+                    prop_assert!(!retried.over, "{:?} waited {:?} and was still refused", algorithm, wait);
+                }
+            }
         }
     }
 }

@@ -17,6 +17,10 @@ use crate::clock::Timestamp;
 use super::limit::{Algorithm, Limit};
 
 /// The counts a store returns for one counter after applying a request's hits.
+///
+/// For token buckets the two fields hold theoretical arrival times (nanoseconds since the
+/// epoch): `current` after the request, `previous` before it; they are equal when the bucket
+/// refused the hits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CounterReading {
     /// Hits in the current window, including the ones just applied.
@@ -39,15 +43,18 @@ pub struct Assessment {
     pub reset: Duration,
 }
 
-/// Judges `reading` against `limit` at `now`.
-pub fn assess(limit: &Limit, reading: CounterReading, now: Timestamp) -> Assessment {
+/// Judges `reading` (after adding `hits`) against `limit` at `now`.
+pub fn assess(limit: &Limit, reading: CounterReading, hits: u64, now: Timestamp) -> Assessment {
+    if limit.algorithm == Algorithm::TokenBucket {
+        return assess_bucket(limit, reading, hits, now);
+    }
     let bounds = limit.window.bounds(now);
     let length = bounds.end.saturating_sub(bounds.start).max(1);
     let elapsed = now.as_nanos().saturating_sub(bounds.start);
     let threshold = u64::from(limit.requests_per_unit);
     let until_window_end = bounds.end.saturating_sub(now.as_nanos());
     let used = match limit.algorithm {
-        Algorithm::FixedWindow => reading.current,
+        Algorithm::FixedWindow | Algorithm::TokenBucket => reading.current,
         Algorithm::SlidingWindow => {
             let carried =
                 u128::from(reading.previous) * u128::from(until_window_end) / u128::from(length);
@@ -67,6 +74,34 @@ pub fn assess(limit: &Limit, reading: CounterReading, now: Timestamp) -> Assessm
         used,
         over_limit: used > threshold,
         remaining,
+        reset: Duration::from_nanos(reset_nanos),
+    }
+}
+
+/// A token bucket's reading: admitted when the TAT moved (or nothing was asked for).
+fn assess_bucket(limit: &Limit, reading: CounterReading, hits: u64, now: Timestamp) -> Assessment {
+    let bucket = limit.bucket();
+    let now = now.as_nanos();
+    let (after, before) = (reading.current, reading.previous);
+    let admitted = hits == 0 || after != before;
+    let remaining = bucket.remaining(after, now);
+    let reset_nanos = if !admitted {
+        // Exactly when these hits would fit; when they never can, when the bucket is full.
+        bucket
+            .wait_for(before, now, hits)
+            .unwrap_or_else(|| before.saturating_sub(now))
+    } else if remaining == 0 {
+        bucket.wait_for(after, now, 1).unwrap_or(u64::MAX)
+    } else if after <= now {
+        0
+    } else {
+        // The next token drips in at the next multiple of the emission interval.
+        (after - now - 1) % bucket.emission_nanos.max(1) + 1
+    };
+    Assessment {
+        used: bucket.burst.saturating_sub(remaining),
+        over_limit: !admitted,
+        remaining: u32::try_from(remaining).unwrap_or(u32::MAX),
         reset: Duration::from_nanos(reset_nanos),
     }
 }
@@ -121,25 +156,25 @@ mod tests {
     #[test]
     fn fixed_window_reset_is_time_to_window_end() {
         let now = Timestamp::from_secs(600 + 59);
-        let assessment = assess(&fixed(10), reading(3, 0), now);
+        let assessment = assess(&fixed(10), reading(3, 0), 1, now);
         assert_eq!(assessment.reset, Duration::from_secs(1));
         assert_eq!(assessment.remaining, 7);
         assert!(!assessment.over_limit);
-        let first = assess(&fixed(10), reading(1, 0), Timestamp::from_secs(660));
+        let first = assess(&fixed(10), reading(1, 0), 1, Timestamp::from_secs(660));
         assert_eq!(first.reset, Duration::from_secs(60));
     }
 
     #[test]
     fn landing_exactly_on_the_limit_is_allowed() {
-        let at_limit = assess(&fixed(10), reading(10, 0), Timestamp::from_secs(0));
+        let at_limit = assess(&fixed(10), reading(10, 0), 1, Timestamp::from_secs(0));
         assert!(!at_limit.over_limit);
         assert_eq!(at_limit.remaining, 0);
-        assert!(assess(&fixed(10), reading(11, 0), Timestamp::from_secs(0)).over_limit);
+        assert!(assess(&fixed(10), reading(11, 0), 1, Timestamp::from_secs(0)).over_limit);
     }
 
     #[test]
     fn zero_limit_rejects_everything() {
-        let assessment = assess(&fixed(0), reading(1, 0), Timestamp::from_secs(5));
+        let assessment = assess(&fixed(0), reading(1, 0), 1, Timestamp::from_secs(5));
         assert!(assessment.over_limit);
         assert_eq!(assessment.reset, Duration::from_secs(55));
     }
@@ -148,7 +183,7 @@ mod tests {
     fn sliding_window_weights_the_previous_window() {
         // 15 s into the window, 45/60 of the previous window still counts: 40 × 0.75 = 30.
         let now = Timestamp::from_secs(60 + 15);
-        let assessment = assess(&sliding(50), reading(5, 40), now);
+        let assessment = assess(&sliding(50), reading(5, 40), 1, now);
         assert_eq!(assessment.used, 35);
         assert_eq!(assessment.remaining, 15);
         assert_eq!(assessment.reset, Duration::from_secs(45));
@@ -159,17 +194,17 @@ mod tests {
         // limit 10, previous 10, current 5 at elapsed 24 s: used = 6 + 5 = 11, over.
         // One more fits once floor(10 × (60 − t) / 60) ≤ 4, i.e. from t = 30 s + 1 ns.
         let now = Timestamp::from_secs(60 + 24);
-        let assessment = assess(&sliding(10), reading(5, 10), now);
+        let assessment = assess(&sliding(10), reading(5, 10), 1, now);
         assert_eq!(assessment.used, 11);
         assert!(assessment.over_limit);
         assert_eq!(assessment.remaining, 0);
         let wait = assessment.reset.as_nanos() as u64;
         assert_eq!(wait, 6 * SECOND + 1);
         let later = Timestamp::from_nanos(now.as_nanos() + wait);
-        let after_wait = assess(&sliding(10), reading(6, 10), later);
+        let after_wait = assess(&sliding(10), reading(6, 10), 1, later);
         assert!(!after_wait.over_limit, "one more hit fits after the wait");
         let just_before = Timestamp::from_nanos(now.as_nanos() + wait - 1);
-        assert!(assess(&sliding(10), reading(6, 10), just_before).over_limit);
+        assert!(assess(&sliding(10), reading(6, 10), 1, just_before).over_limit);
     }
 
     #[test]
@@ -177,10 +212,10 @@ mod tests {
         // Current holds 10 of 10 at elapsed 50 s: wait 10 s to the window end; the next
         // window admits as soon as floor(10 × (60 − t) / 60) ≤ 9, i.e. from t = 1 ns.
         let now = Timestamp::from_secs(60 + 50);
-        let assessment = assess(&sliding(10), reading(10, 0), now);
+        let assessment = assess(&sliding(10), reading(10, 0), 1, now);
         assert_eq!(assessment.reset.as_nanos() as u64, 10 * SECOND + 1);
         // 20 counted hits (rejected ones count too) decay to 9 only after t = 30 s + 1 ns.
-        let crowded = assess(&sliding(10), reading(20, 0), now);
+        let crowded = assess(&sliding(10), reading(20, 0), 1, now);
         assert_eq!(crowded.reset.as_nanos() as u64, 40 * SECOND + 1);
     }
 
@@ -188,7 +223,12 @@ mod tests {
     fn month_windows_align_to_thirty_day_epochs() {
         let limit = Limit::new(5_000, Window::of(TimeUnit::Month));
         let month = 30 * 86_400;
-        let assessment = assess(&limit, reading(1, 0), Timestamp::from_secs(3 * month - 1));
+        let assessment = assess(
+            &limit,
+            reading(1, 0),
+            1,
+            Timestamp::from_secs(3 * month - 1),
+        );
         assert_eq!(assessment.reset, Duration::from_secs(1));
         let bounds = limit.window.bounds(Timestamp::from_secs(3 * month));
         assert_eq!((bounds.index, bounds.start), (3, 3 * month * SECOND));

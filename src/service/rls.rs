@@ -62,7 +62,7 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
             Status::unavailable(error.to_string())
         })?;
         let decision = engine::conclude(&plan, &readings);
-        if let Some(refund) = plan.refund_if_rejected(&decision) {
+        if let Some(refund) = plan.refund_if_rejected(&decision, &readings) {
             // The answer stands either way; a failed refund only leaves the hits counted.
             if let Err(error) = self.store.apply(&refund).await {
                 tracing::warn!(%error, domain = request.domain, "refunding rejected hits failed");

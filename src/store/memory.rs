@@ -2,6 +2,9 @@
 //! 128-bit atomic per cell holding `[window tag | previous count | current count]`, updated by
 //! compare-and-swap. Reads take no lock; an update allocates only when a key is new.
 //!
+//! Token buckets use the same cell: its low 64 bits hold the bucket's theoretical arrival time,
+//! advanced by the same compare-and-swap (the GCRA maths is the engine's `BucketParams`).
+//!
 //! Expired cells are reclaimed by `sweep`: it marks a cell dead with the same CAS the request
 //! path uses, then unlinks it, so a request racing the sweep sees the mark and retries on a
 //! fresh cell instead of counting into a cell nobody will read again.
@@ -14,7 +17,7 @@ use papaya::HashMap;
 use portable_atomic::{AtomicU128, Ordering};
 
 use crate::clock::Timestamp;
-use crate::engine::{Algorithm, CounterReading, Plan, Window};
+use crate::engine::{Algorithm, BucketParams, CounterReading, CounterUpdate, Plan, Window};
 
 use super::{CounterStore, StoreError};
 
@@ -96,23 +99,79 @@ impl WindowState {
     }
 }
 
-/// One counter: its packed window state and its window (for the sweeper).
+/// One counter: its packed window state (or bucket TAT) and what the sweeper needs to know.
 #[derive(Debug)]
 struct Cell {
     state: AtomicU128,
     window: Window,
+    bucket: bool,
 }
 
 impl Cell {
-    fn new(window: Window, tag: u32) -> Self {
+    fn new(update: &CounterUpdate) -> Self {
         let empty = WindowState {
-            tag,
+            tag: update.window_index as u32,
             previous: 0,
             current: 0,
         };
+        let bucket = update.bucket.is_some();
         Self {
-            state: AtomicU128::new(empty.pack()),
-            window,
+            state: AtomicU128::new(if bucket { 0 } else { empty.pack() }),
+            window: update.window,
+            bucket,
+        }
+    }
+
+    /// Applies `update` at `now`; `None` when the sweeper reclaimed this cell first.
+    fn apply_update(&self, update: &CounterUpdate, now: Timestamp) -> Option<CounterReading> {
+        if let Some(bucket) = update.bucket {
+            return self.apply_bucket(bucket, now.as_nanos(), update.hits, update.refund);
+        }
+        let state = self.apply(update.window_index as u32, update.hits, update.refund)?;
+        Some(CounterReading {
+            current: state.current,
+            previous: match update.algorithm {
+                Algorithm::SlidingWindow => state.previous,
+                Algorithm::FixedWindow | Algorithm::TokenBucket => 0,
+            },
+        })
+    }
+
+    /// Admits (or refunds) `hits` in a token bucket; the reading holds the TAT after and before.
+    fn apply_bucket(
+        &self,
+        bucket: BucketParams,
+        now: u64,
+        hits: u64,
+        refund: bool,
+    ) -> Option<CounterReading> {
+        let mut seen = self.state.load(Ordering::Acquire);
+        loop {
+            if seen == DEAD {
+                return None;
+            }
+            let tat = seen as u64;
+            let next = if refund {
+                bucket.refund(tat, hits)
+            } else {
+                bucket.admit(tat, now, hits).unwrap_or(tat)
+            };
+            let reading = CounterReading {
+                current: next,
+                previous: tat,
+            };
+            if next == tat {
+                return Some(reading);
+            }
+            match self.state.compare_exchange_weak(
+                seen,
+                u128::from(next),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some(reading),
+                Err(actual) => seen = actual,
+            }
         }
     }
 
@@ -148,10 +207,15 @@ impl Cell {
 
     /// Marks the cell dead if it holds nothing that matters at `now`; true when marked.
     fn kill_if_expired(&self, now: Timestamp) -> bool {
-        let tag = self.window.bounds(now).index as u32;
         let seen = self.state.load(Ordering::Acquire);
+        let expired = if self.bucket {
+            // A bucket whose TAT has passed is full: it holds nothing a fresh cell would not.
+            seen as u64 <= now.as_nanos()
+        } else {
+            WindowState::unpack(seen).expired_at(self.window.bounds(now).index as u32)
+        };
         seen != DEAD
-            && WindowState::unpack(seen).expired_at(tag)
+            && expired
             && self
                 .state
                 .compare_exchange(seen, DEAD, Ordering::AcqRel, Ordering::Acquire)
@@ -191,27 +255,18 @@ impl MemoryStore {
         let cells = self.cells.pin();
         plan.counters()
             .map(|(key, update)| {
-                let tag = update.window_index as u32;
-                let state = loop {
+                loop {
                     let cell = match cells.get(key) {
                         Some(cell) => cell,
-                        None => cells
-                            .get_or_insert_with(Box::from(key), || Cell::new(update.window, tag)),
+                        None => cells.get_or_insert_with(Box::from(key), || Cell::new(update)),
                     };
-                    match cell.apply(tag, update.hits, update.refund) {
-                        Some(state) => break state,
+                    match cell.apply_update(update, plan.now()) {
+                        Some(reading) => break reading,
                         None => {
                             // Reclaimed under us: help unlink the dead cell, then start afresh.
                             let _ = cells.remove_if(key, |_, current| ptr::eq(current, cell));
                         }
                     }
-                };
-                CounterReading {
-                    current: state.current,
-                    previous: match update.algorithm {
-                        Algorithm::SlidingWindow => state.previous,
-                        Algorithm::FixedWindow => 0,
-                    },
                 }
             })
             .collect()
@@ -320,7 +375,16 @@ mod tests {
 
     #[test]
     fn a_dead_cell_refuses_updates() {
-        let cell = Cell::new(Window::of(crate::engine::TimeUnit::Second), 5);
+        let start = WindowState {
+            tag: 5,
+            previous: 0,
+            current: 0,
+        };
+        let cell = Cell {
+            state: AtomicU128::new(start.pack()),
+            window: Window::of(crate::engine::TimeUnit::Second),
+            bucket: false,
+        };
         assert!(cell.apply(5, 1, false).is_some());
         assert!(
             !cell.kill_if_expired(Timestamp::from_secs(6)),

@@ -4,5 +4,6 @@
 // Each test binary that includes this module uses only some of its helpers.
 #![allow(dead_code)]
 
+pub mod bucket_behaviours;
 pub mod redis_server;
 pub mod store_behaviours;

@@ -15,6 +15,11 @@ use quotad::store::redis::counter_key;
 use quotad::store::{CounterStore, StoreError};
 use redis::cluster_routing::Slot;
 
+pub use super::bucket_behaviours::{
+    token_bucket_admits_the_burst_then_the_rate, token_bucket_is_exact_under_concurrency,
+    token_bucket_refunds_a_rejected_request, token_bucket_reports_exactly_when_to_retry,
+};
+
 /// Aligned to minutes, hours, 5-minute and 2-hour windows, so tests can reason about boundaries.
 pub const T0: u64 = 1_699_999_200;
 /// Where every store saturates a count (the memory store packs 48-bit counts; Redis mirrors it).
@@ -333,7 +338,10 @@ pub async fn refunds_return_rejected_hits_to_their_window<S: CounterStore>(h: &H
             let plan = engine::plan(rules, &request, now);
             let readings = store.apply(&plan).await.expect("store call");
             let decision = engine::conclude(&plan, &readings);
-            (decision.over_limit, plan.refund_if_rejected(&decision))
+            (
+                decision.over_limit,
+                plan.refund_if_rejected(&decision, &readings),
+            )
         }
     };
     assert!(!apply(at(59), 10).await.0);

@@ -10,6 +10,7 @@
 
 use redis::{Cmd, ErrorKind, RedisResult, Script, ServerErrorKind, aio::ConnectionLike};
 
+use crate::clock::Timestamp;
 use crate::engine::{Algorithm, CounterReading, CounterUpdate};
 
 /// Counts saturate here, as in the memory store. Lua numbers are doubles, exact up to 2^53, so
@@ -18,60 +19,108 @@ pub(crate) const COUNT_MAX: u64 = (1 << 48) - 2;
 
 /// KEYS/ARGV contract:
 /// - `KEYS[i]`: the key of counter i; every key of one call hashes to one cluster slot.
-/// - `ARGV[4i-3]`: counter i's window index (from quotad's clock — never Redis's `TIME`, so
-///   every replica and the memory store agree on window boundaries; calendar windows too).
-/// - `ARGV[4i-2]`: hits, at most `COUNT_MAX`; 0 reads without writing.
-/// - `ARGV[4i-1]`: TTL in milliseconds (two of the longest window lengths: the previous window
-///   still counts for sliding windows, and nothing older ever does).
-/// - `ARGV[4i]`: 0 to add the hits, 1 to give them back (a rejected request's refund).
+/// - `ARGV[1]`, `ARGV[2]`: quotad's clock, whole seconds and the nanoseconds past them (never
+///   Redis's `TIME`, so every replica and the memory store agree on windows and buckets).
+/// - Then six values per counter, from `ARGV[2 + 6i - 5]`:
+///   1. kind: 0 for a window counter, 1 for a token bucket;
+///   2. window: the window index (from quotad's clock; calendar windows too) — bucket: the
+///      emission interval in nanoseconds (2^52 or more means the bucket never admits);
+///   3. hits, at most `COUNT_MAX`; 0 reads without writing;
+///   4. window: TTL in milliseconds (two of the longest window lengths: the previous window
+///      still counts for sliding windows, and nothing older ever does) — bucket: unused, the
+///      key lives until its TAT has passed (a full bucket needs no state);
+///   5. 0 to add the hits, 1 to give them back (a rejected request's refund);
+///   6. bucket: its capacity in hits — window: unused.
 ///
-/// Each key holds the string `"<window index>:<previous>:<current>"`. Adding in the same window
-/// (or one ahead: another replica's clock crossed first) counts into current; the next window
+/// A window key holds `"<window index>:<previous>:<current>"`. Adding in the same window (or
+/// one ahead: another replica's clock crossed first) counts into current; the next window
 /// rotates current into previous; any other window starts afresh. A refund subtracts from the
 /// window the hits went to (current, or previous once the key has rotated), never below 0, and
 /// leaves other windows alone. Keys are handled in KEYS order, so a key listed twice sees its
 /// first update.
 ///
-/// Returns a flat array `{current_1, previous_1, current_2, previous_2, …}`.
+/// A bucket key holds its theoretical arrival time as `"b:<seconds>:<nanoseconds>"`. The
+/// script works in nanoseconds relative to now, which Lua's doubles hold exactly for buckets
+/// up to about 100 days long (longer ones may round by a few nanoseconds). Hits are admitted
+/// when `max(TAT, now) + hits × interval − now ≤ capacity × interval`; refused hits leave the
+/// TAT alone.
+///
+/// Returns a flat array with two values per counter: window counters give
+/// `{current, previous}`; buckets give `{after + 1, before + 1}`, the TAT after and before the
+/// call in nanoseconds relative to now, each at least −1 (anything at or before now is a full
+/// bucket), shifted so the reply holds no negative numbers.
 const SOURCE: &str = r"
 local max = 281474976710654
+local now_sec, now_nsec = tonumber(ARGV[1]), tonumber(ARGV[2])
 local out = {}
 for i, key in ipairs(KEYS) do
-  local base = 4 * (i - 1)
-  local tag = tonumber(ARGV[base + 1])
-  local hits = tonumber(ARGV[base + 2])
-  local refund = ARGV[base + 4] == '1'
-  local kept, previous, current = tag, 0, 0
-  local found = false
+  local base = 2 + 6 * (i - 1)
+  local kind = tonumber(ARGV[base + 1])
+  local hits = tonumber(ARGV[base + 3])
+  local refund = ARGV[base + 5] == '1'
   local value = redis.call('GET', key)
-  if value then
-    local t, p, c = string.match(value, '^(%d+):(%d+):(%d+)$')
-    if t then
-      kept, previous, current = tonumber(t), tonumber(p), tonumber(c)
-      found = true
+  if kind == 1 then
+    local interval = tonumber(ARGV[base + 2])
+    local capacity = tonumber(ARGV[base + 6])
+    local before = -1
+    if value then
+      local s, n = string.match(value, '^b:(%d+):(%d+)$')
+      if s then
+        before = math.max((tonumber(s) - now_sec) * 1e9 + (tonumber(n) - now_nsec), -1)
+      end
     end
-  end
-  if refund then
-    if kept == tag then
-      current = math.max(current - hits, 0)
-    elseif kept == tag + 1 then
-      previous = math.max(previous - hits, 0)
+    local after = before
+    if refund then
+      if before > 0 then after = math.max(before - hits * interval, -1) end
+    elseif hits > 0 and hits <= capacity and interval < 4503599627370496 then
+      local next = math.max(before, 0) + hits * interval
+      if next <= capacity * interval then after = next end
     end
+    if after ~= before then
+      if after > 0 then
+        local at = now_nsec + after
+        local carry = math.floor(at / 1e9)
+        redis.call('SET', key, string.format('b:%.0f:%.0f', now_sec + carry, at - carry * 1e9),
+          'PX', math.max(math.ceil(after / 1e6), 1))
+      else
+        redis.call('DEL', key)
+      end
+    end
+    out[2 * i - 1] = after + 1
+    out[2 * i] = before + 1
   else
-    local behind = tag - kept
-    if behind == 1 then
-      kept, previous, current = tag, current, 0
-    elseif behind ~= 0 and behind ~= -1 then
-      kept, previous, current = tag, 0, 0
+    local tag = tonumber(ARGV[base + 2])
+    local kept, previous, current = tag, 0, 0
+    local found = false
+    if value then
+      local t, p, c = string.match(value, '^(%d+):(%d+):(%d+)$')
+      if t then
+        kept, previous, current = tonumber(t), tonumber(p), tonumber(c)
+        found = true
+      end
     end
-    current = math.min(current + hits, max)
+    if refund then
+      if kept == tag then
+        current = math.max(current - hits, 0)
+      elseif kept == tag + 1 then
+        previous = math.max(previous - hits, 0)
+      end
+    else
+      local behind = tag - kept
+      if behind == 1 then
+        kept, previous, current = tag, current, 0
+      elseif behind ~= 0 and behind ~= -1 then
+        kept, previous, current = tag, 0, 0
+      end
+      current = math.min(current + hits, max)
+    end
+    if hits > 0 and (found or not refund) then
+      redis.call('SET', key, string.format('%.0f:%.0f:%.0f', kept, previous, current),
+        'PX', ARGV[base + 4])
+    end
+    out[2 * i - 1] = current
+    out[2 * i] = previous
   end
-  if hits > 0 and (found or not refund) then
-    redis.call('SET', key, string.format('%.0f:%.0f:%.0f', kept, previous, current),
-      'PX', ARGV[base + 3])
-  end
-  out[2 * i - 1] = current
-  out[2 * i] = previous
 end
 return out
 ";
@@ -108,9 +157,13 @@ impl CounterScript {
     }
 }
 
+/// Emission intervals from here up mean "never admits" to the script (doubles stay exact).
+const CLOSED_INTERVAL: u64 = 1 << 52;
+
 /// The counters of one script call, and where their readings go in plan order.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Batch {
+    now_nanos: u64,
     keys: Vec<Vec<u8>>,
     args: Vec<u64>,
     algorithms: Vec<Algorithm>,
@@ -118,17 +171,35 @@ pub(crate) struct Batch {
 }
 
 impl Batch {
+    /// An empty batch for a plan made at `now`.
+    pub(crate) fn new(now: Timestamp) -> Self {
+        let now_nanos = now.as_nanos();
+        Self {
+            now_nanos,
+            keys: Vec::new(),
+            args: vec![now_nanos / 1_000_000_000, now_nanos % 1_000_000_000],
+            algorithms: Vec::new(),
+            positions: Vec::new(),
+        }
+    }
+
     /// Adds the counter at plan position `position`.
     pub(crate) fn push(&mut self, position: usize, key: Vec<u8>, update: &CounterUpdate) {
         let ttl_millis = (update.window_nanos / 1_000_000).saturating_mul(2).max(1);
         self.keys.push(key);
         let refund = u64::from(update.refund);
-        self.args.extend([
-            update.window_index,
-            update.hits.min(COUNT_MAX),
-            ttl_millis,
-            refund,
-        ]);
+        let hits = update.hits.min(COUNT_MAX);
+        self.args.extend(match update.bucket {
+            Some(bucket) => [
+                1,
+                bucket.emission_nanos.min(CLOSED_INTERVAL),
+                hits,
+                ttl_millis,
+                refund,
+                bucket.burst.min(COUNT_MAX),
+            ],
+            None => [0, update.window_index, hits, ttl_millis, refund, 0],
+        });
         self.algorithms.push(update.algorithm);
         self.positions.push(position);
     }
@@ -162,11 +233,20 @@ impl Batch {
             .zip(&self.algorithms)
             .zip(&self.positions)
         {
-            let reading = CounterReading {
-                current: pair[0],
-                previous: match algorithm {
-                    Algorithm::SlidingWindow => pair[1],
-                    Algorithm::FixedWindow => 0,
+            // Bucket TATs come back relative to now, shifted by one (see the contract).
+            let absolute = |shifted: u64| (self.now_nanos + shifted).saturating_sub(1);
+            let reading = match algorithm {
+                Algorithm::TokenBucket => CounterReading {
+                    current: absolute(pair[0]),
+                    previous: absolute(pair[1]),
+                },
+                Algorithm::SlidingWindow => CounterReading {
+                    current: pair[0],
+                    previous: pair[1],
+                },
+                Algorithm::FixedWindow => CounterReading {
+                    current: pair[0],
+                    previous: 0,
                 },
             };
             match readings.get_mut(position) {
@@ -181,7 +261,6 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::Timestamp;
     use crate::engine::{self, Children, DomainRules, Limit, Node, Policy, Request, Rule, RuleSet};
     use crate::engine::{Descriptor, TimeUnit, Window};
 
@@ -216,12 +295,14 @@ mod tests {
     fn batches_carry_clamped_hits_and_two_window_ttls() {
         let mut updates = plan_updates();
         updates[1].refund = true;
-        let mut batch = Batch::default();
+        let mut batch = Batch::new(Timestamp::from_nanos(7_200_000_000_005));
         batch.push(1, b"x".to_vec(), &updates[0]);
         batch.push(0, b"y".to_vec(), &updates[1]);
         assert_eq!(
             batch.args,
-            [120, COUNT_MAX, 120_000, 0, 2, COUNT_MAX, 7_200_000, 1]
+            [
+                7_200, 5, 0, 120, COUNT_MAX, 120_000, 0, 0, 0, 2, COUNT_MAX, 7_200_000, 1, 0
+            ]
         );
         let mut readings = [CounterReading::default(); 2];
         batch.scatter(&[5, 4, 3, 2], &mut readings).unwrap();
@@ -241,5 +322,41 @@ mod tests {
             }
         );
         assert!(batch.scatter(&[1, 2], &mut readings).is_err());
+    }
+
+    #[test]
+    fn bucket_readings_come_back_as_absolute_arrival_times() {
+        let limit = Limit::new(60, Window::of(TimeUnit::Minute))
+            .with_burst(std::num::NonZeroU32::new(5).unwrap());
+        let mut root = Children::default();
+        root.insert_default(
+            "k",
+            Node {
+                rule: Some(Rule {
+                    key_path: "k".into(),
+                    policy: Policy::Limited(Box::new([limit])),
+                    shadow_mode: false,
+                    detailed_metric: false,
+                }),
+                children: Children::default(),
+            },
+        );
+        let rules = RuleSet::new([DomainRules::new("d", root)]);
+        let now = Timestamp::from_nanos(1_000_000_000_123);
+        let request = Request::new("d", [Descriptor::from_pairs(&[("k", "v")])]);
+        let plan = engine::plan(&rules, &request, now);
+        let mut batch = Batch::new(now);
+        let (_, update) = plan.counters().next().unwrap();
+        batch.push(0, b"b".to_vec(), update);
+        assert_eq!(batch.args[2..], [1, 1_000_000_000, 1, 120_000, 0, 5]);
+        let mut readings = [CounterReading::default()];
+        batch.scatter(&[1_000_000_001, 0], &mut readings).unwrap();
+        assert_eq!(
+            readings[0],
+            CounterReading {
+                current: now.as_nanos() + 1_000_000_000,
+                previous: now.as_nanos() - 1,
+            }
+        );
     }
 }

@@ -130,7 +130,7 @@ impl RedisStore {
     /// on a cluster (a script's keys must share a slot there).
     fn batches(&self, plan: &Plan<'_>) -> Vec<Batch> {
         if !matches!(self.backend, Backend::Cluster(_)) {
-            let mut batch = Batch::default();
+            let mut batch = Batch::new(plan.now());
             for (position, (identity, update)) in plan.counters().enumerate() {
                 batch.push(position, counter_key(identity), update);
             }
@@ -143,7 +143,7 @@ impl RedisStore {
             let index = match batches.iter().position(|(seen, _)| *seen == slot) {
                 Some(index) => index,
                 None => {
-                    batches.push((slot, Batch::default()));
+                    batches.push((slot, Batch::new(plan.now())));
                     batches.len() - 1
                 }
             };
