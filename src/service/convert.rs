@@ -41,6 +41,48 @@ pub enum InvalidRequest {
         /// Index of the entry in the descriptor.
         entry: usize,
     },
+    /// The domain is longer than the server accepts.
+    #[error("domain is {len} bytes long; at most {max} are accepted")]
+    DomainTooLong {
+        /// Its length in bytes.
+        len: usize,
+        /// The accepted maximum.
+        max: usize,
+    },
+    /// The request carried more descriptors than the server accepts.
+    #[error("request carries {count} descriptors; at most {max} are accepted")]
+    TooManyDescriptors {
+        /// How many were sent.
+        count: usize,
+        /// The accepted maximum.
+        max: usize,
+    },
+    /// A descriptor carried more entries than the server accepts.
+    #[error("descriptor {descriptor} has {count} entries; at most {max} are accepted")]
+    TooManyEntries {
+        /// Index of the descriptor in the request.
+        descriptor: usize,
+        /// How many entries it has.
+        count: usize,
+        /// The accepted maximum.
+        max: usize,
+    },
+    /// An entry's key or value was longer than the server accepts.
+    #[error(
+        "descriptor {descriptor} entry {entry}: {part} is {len} bytes long; at most {max} are accepted"
+    )]
+    EntryTooLong {
+        /// Index of the descriptor in the request.
+        descriptor: usize,
+        /// Index of the entry in the descriptor.
+        entry: usize,
+        /// `key` or `value`.
+        part: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The accepted maximum.
+        max: usize,
+    },
     /// A descriptor's `limit` override named a unit quotad does not know.
     #[error(
         "descriptor {descriptor}: limit override has unknown unit {unit} (expected SECOND, MINUTE, HOUR, DAY, WEEK, MONTH or YEAR)"
@@ -69,38 +111,94 @@ impl From<InvalidRequest> for Status {
     }
 }
 
+/// How much one request may carry. Envoy's requests are small; these bounds keep a hostile
+/// client from making quotad hash megabytes or hold millions of keys per call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestLimits {
+    /// Longest domain, in bytes.
+    pub max_domain_bytes: usize,
+    /// Most descriptors in one request.
+    pub max_descriptors: usize,
+    /// Most entries in one descriptor.
+    pub max_entries: usize,
+    /// Longest entry key, in bytes.
+    pub max_key_bytes: usize,
+    /// Longest entry value, in bytes (paths and emails fit comfortably).
+    pub max_value_bytes: usize,
+}
+
+impl Default for RequestLimits {
+    fn default() -> Self {
+        Self {
+            max_domain_bytes: 256,
+            max_descriptors: 64,
+            max_entries: 32,
+            max_key_bytes: 256,
+            max_value_bytes: 4_096,
+        }
+    }
+}
+
 impl<'a> TryFrom<&'a RateLimitRequest> for Request<'a> {
     type Error = InvalidRequest;
 
     fn try_from(wire: &'a RateLimitRequest) -> Result<Self, Self::Error> {
-        if wire.domain.is_empty() {
-            return Err(InvalidRequest::EmptyDomain);
-        }
-        if wire.descriptors.is_empty() {
-            return Err(InvalidRequest::NoDescriptors);
-        }
-        let descriptors = wire
-            .descriptors
-            .iter()
-            .enumerate()
-            .map(|(index, descriptor)| descriptor_from_wire(index, descriptor))
-            .collect::<Result<_, _>>()?;
-        Ok(Request {
-            domain: &wire.domain,
-            descriptors,
-            // Envoy sends 0 when the filter did not set a count; it means one hit.
-            hits: u64::from(wire.hits_addend.max(1)),
-        })
+        request_from_wire(wire, &RequestLimits::default())
     }
 }
 
+/// Validates `wire` against `limits` and borrows it as an engine request.
+pub fn request_from_wire<'a>(
+    wire: &'a RateLimitRequest,
+    limits: &RequestLimits,
+) -> Result<Request<'a>, InvalidRequest> {
+    if wire.domain.is_empty() {
+        return Err(InvalidRequest::EmptyDomain);
+    }
+    if wire.domain.len() > limits.max_domain_bytes {
+        return Err(InvalidRequest::DomainTooLong {
+            len: wire.domain.len(),
+            max: limits.max_domain_bytes,
+        });
+    }
+    if wire.descriptors.is_empty() {
+        return Err(InvalidRequest::NoDescriptors);
+    }
+    if wire.descriptors.len() > limits.max_descriptors {
+        return Err(InvalidRequest::TooManyDescriptors {
+            count: wire.descriptors.len(),
+            max: limits.max_descriptors,
+        });
+    }
+    let descriptors = wire
+        .descriptors
+        .iter()
+        .enumerate()
+        .map(|(index, descriptor)| descriptor_from_wire(index, descriptor, limits))
+        .collect::<Result<_, _>>()?;
+    Ok(Request {
+        domain: &wire.domain,
+        descriptors,
+        // Envoy sends 0 when the filter did not set a count; it means one hit.
+        hits: u64::from(wire.hits_addend.max(1)),
+    })
+}
+
 /// Validates one wire descriptor, including its optional `limit` override.
-fn descriptor_from_wire(
+fn descriptor_from_wire<'a>(
     index: usize,
-    wire: &RateLimitDescriptor,
-) -> Result<Descriptor<'_>, InvalidRequest> {
+    wire: &'a RateLimitDescriptor,
+    limits: &RequestLimits,
+) -> Result<Descriptor<'a>, InvalidRequest> {
     if wire.entries.is_empty() {
         return Err(InvalidRequest::EmptyDescriptor { descriptor: index });
+    }
+    if wire.entries.len() > limits.max_entries {
+        return Err(InvalidRequest::TooManyEntries {
+            descriptor: index,
+            count: wire.entries.len(),
+            max: limits.max_entries,
+        });
     }
     if wire.is_negative_hits {
         return Err(InvalidRequest::NegativeHits { descriptor: index });
@@ -110,11 +208,22 @@ fn descriptor_from_wire(
         .iter()
         .enumerate()
         .map(|(entry, pair)| {
+            let too_long = |part, len, max| InvalidRequest::EntryTooLong {
+                descriptor: index,
+                entry,
+                part,
+                len,
+                max,
+            };
             if pair.key.is_empty() {
                 Err(InvalidRequest::EmptyKey {
                     descriptor: index,
                     entry,
                 })
+            } else if pair.key.len() > limits.max_key_bytes {
+                Err(too_long("key", pair.key.len(), limits.max_key_bytes))
+            } else if pair.value.len() > limits.max_value_bytes {
+                Err(too_long("value", pair.value.len(), limits.max_value_bytes))
             } else {
                 Ok(Entry {
                     key: &pair.key,

@@ -4,6 +4,9 @@ mod convert;
 mod headers;
 mod rls;
 
-pub use convert::{InvalidRequest, response_from_decision, unit_to_wire, wire_unit};
+pub use convert::{
+    InvalidRequest, RequestLimits, request_from_wire, response_from_decision, unit_to_wire,
+    wire_unit,
+};
 pub use headers::decorate;
 pub use rls::{RateLimiter, SharedRules, shared_rules};

@@ -249,3 +249,67 @@ fn limit_overrides_convert_and_unknown_units_are_refused() {
         assert_eq!(Status::from(refused).code(), GrpcCode::InvalidArgument);
     }
 }
+
+#[test]
+fn oversized_requests_are_refused_with_the_limit_named() {
+    let limits = RequestLimits {
+        max_domain_bytes: 8,
+        max_descriptors: 2,
+        max_entries: 2,
+        max_key_bytes: 4,
+        max_value_bytes: 6,
+    };
+    let refused = |wire: &RateLimitRequest| {
+        request_from_wire(wire, &limits).expect_err("request should be refused")
+    };
+    let long_domain = wire_request("a-long-domain", vec![wire_descriptor(&[("k", "v")])]);
+    assert_eq!(
+        refused(&long_domain),
+        InvalidRequest::DomainTooLong { len: 13, max: 8 }
+    );
+    let three = vec![wire_descriptor(&[("k", "v")]); 3];
+    assert_eq!(
+        refused(&wire_request("api", three)),
+        InvalidRequest::TooManyDescriptors { count: 3, max: 2 }
+    );
+    let deep = wire_descriptor(&[("a", "1"), ("b", "2"), ("c", "3")]);
+    assert_eq!(
+        refused(&wire_request("api", vec![deep])),
+        InvalidRequest::TooManyEntries {
+            descriptor: 0,
+            count: 3,
+            max: 2
+        }
+    );
+    let long_value = wire_descriptor(&[("k", "v"), ("path", "/a/long/path")]);
+    let error = refused(&wire_request(
+        "api",
+        vec![wire_descriptor(&[("k", "v")]), long_value],
+    ));
+    assert_eq!(
+        error,
+        InvalidRequest::EntryTooLong {
+            descriptor: 1,
+            entry: 1,
+            part: "value",
+            len: 12,
+            max: 6
+        }
+    );
+    let status = Status::from(error);
+    assert_eq!(status.code(), GrpcCode::InvalidArgument);
+    assert_eq!(
+        status.message(),
+        "descriptor 1 entry 1: value is 12 bytes long; at most 6 are accepted"
+    );
+    let long_key = wire_descriptor(&[("api_key", "v")]);
+    assert!(matches!(
+        refused(&wire_request("api", vec![long_key])),
+        InvalidRequest::EntryTooLong { part: "key", .. }
+    ));
+    let fits = wire_request("api", vec![wire_descriptor(&[("k", "\u{0}\u{7f}é")])]);
+    assert!(
+        request_from_wire(&fits, &limits).is_ok(),
+        "control characters are just bytes"
+    );
+}
