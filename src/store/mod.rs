@@ -5,7 +5,7 @@ mod memory;
 pub mod redis;
 
 pub use self::redis::{RedisStore, RedisStoreConfig, RedisStoreStatus};
-pub use memory::{MemoryStore, MemoryStoreStats};
+pub use memory::{DEFAULT_MAX_KEYS, MemoryStore, MemoryStoreStats};
 
 use std::future::Future;
 

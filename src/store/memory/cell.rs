@@ -1,25 +1,11 @@
-//! The embedded counter store: one lock-free map from counter identity to a cell, and one
-//! 128-bit atomic per cell holding `[window tag | previous count | current count]`, updated by
-//! compare-and-swap. Reads take no lock; an update allocates only when a key is new.
-//!
-//! Token buckets use the same cell: its low 64 bits hold the bucket's theoretical arrival time,
-//! advanced by the same compare-and-swap (the GCRA maths is the engine's `BucketParams`).
-//!
-//! Expired cells are reclaimed by `sweep`: it marks a cell dead with the same CAS the request
-//! path uses, then unlinks it, so a request racing the sweep sees the mark and retries on a
-//! fresh cell instead of counting into a cell nobody will read again.
+//! One counter cell: a 128-bit atomic holding `[window tag | previous count | current count]`
+//! for windows, or a token bucket's theoretical arrival time, updated by compare-and-swap; and
+//! the dead mark the sweeper and the evictor set so racing requests retry on a fresh cell.
 
-use std::future::{Future, ready};
-use std::ptr;
-
-use foldhash::fast::RandomState;
-use papaya::HashMap;
-use portable_atomic::{AtomicU128, Ordering};
+use portable_atomic::{AtomicU64, AtomicU128, Ordering};
 
 use crate::clock::Timestamp;
-use crate::engine::{Algorithm, BucketParams, CounterReading, CounterUpdate, Plan, Window};
-
-use super::{CounterStore, StoreError};
+use crate::engine::{Algorithm, BucketParams, CounterReading, CounterUpdate, Window};
 
 /// Counts saturate here, far above any `u32` limit and below the all-ones dead mark.
 const COUNT_MAX: u64 = (1 << 48) - 2;
@@ -99,16 +85,19 @@ impl WindowState {
     }
 }
 
-/// One counter: its packed window state (or bucket TAT) and what the sweeper needs to know.
+/// One counter: its packed window state (or bucket TAT), when it was last used (for the
+/// evictor), and what the sweeper needs to know.
 #[derive(Debug)]
-struct Cell {
+pub(super) struct Cell {
     state: AtomicU128,
+    last_used: AtomicU64,
     window: Window,
     bucket: bool,
 }
 
 impl Cell {
-    fn new(update: &CounterUpdate) -> Self {
+    /// A fresh cell for `update`'s counter.
+    pub(super) fn new(update: &CounterUpdate) -> Self {
         let empty = WindowState {
             tag: update.window_index as u32,
             previous: 0,
@@ -117,13 +106,25 @@ impl Cell {
         let bucket = update.bucket.is_some();
         Self {
             state: AtomicU128::new(if bucket { 0 } else { empty.pack() }),
+            last_used: AtomicU64::new(0),
             window: update.window,
             bucket,
         }
     }
 
-    /// Applies `update` at `now`; `None` when the sweeper reclaimed this cell first.
-    fn apply_update(&self, update: &CounterUpdate, now: Timestamp) -> Option<CounterReading> {
+    /// When the cell was last applied to (nanoseconds since the epoch).
+    pub(super) fn last_used(&self) -> u64 {
+        self.last_used.load(Ordering::Relaxed)
+    }
+
+    /// Applies `update` at `now`; `None` when the sweeper or the evictor reclaimed this cell.
+    pub(super) fn apply_update(
+        &self,
+        update: &CounterUpdate,
+        now: Timestamp,
+    ) -> Option<CounterReading> {
+        // Relaxed: recency only steers eviction, it never decides an answer.
+        self.last_used.store(now.as_nanos(), Ordering::Relaxed);
         if let Some(bucket) = update.bucket {
             return self.apply_bucket(bucket, now.as_nanos(), update.hits, update.refund);
         }
@@ -206,7 +207,7 @@ impl Cell {
     }
 
     /// Marks the cell dead if it holds nothing that matters at `now`; true when marked.
-    fn kill_if_expired(&self, now: Timestamp) -> bool {
+    pub(super) fn kill_if_expired(&self, now: Timestamp) -> bool {
         let seen = self.state.load(Ordering::Acquire);
         let expired = if self.bucket {
             // A bucket whose TAT has passed is full: it holds nothing a fresh cell would not.
@@ -221,89 +222,10 @@ impl Cell {
                 .compare_exchange(seen, DEAD, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
     }
-}
 
-/// Counts for an operator: how many counters the store holds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MemoryStoreStats {
-    /// Counter cells currently held (live or awaiting the sweeper).
-    pub keys: usize,
-}
-
-/// The in-process, lock-free counter store.
-#[derive(Debug)]
-pub struct MemoryStore {
-    cells: HashMap<Box<[u8]>, Cell, RandomState>,
-}
-
-impl Default for MemoryStore {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> Self {
-        Self {
-            cells: HashMap::with_hasher(RandomState::default()),
-        }
-    }
-
-    /// Applies every counter of `plan` and returns the readings, in plan order.
-    pub fn apply_plan(&self, plan: &Plan<'_>) -> Vec<CounterReading> {
-        let cells = self.cells.pin();
-        plan.counters()
-            .map(|(key, update)| {
-                loop {
-                    let cell = match cells.get(key) {
-                        Some(cell) => cell,
-                        None => cells.get_or_insert_with(Box::from(key), || Cell::new(update)),
-                    };
-                    match cell.apply_update(update, plan.now()) {
-                        Some(reading) => break reading,
-                        None => {
-                            // Reclaimed under us: help unlink the dead cell, then start afresh.
-                            let _ = cells.remove_if(key, |_, current| ptr::eq(current, cell));
-                        }
-                    }
-                }
-            })
-            .collect()
-    }
-
-    /// Reclaims every cell whose current and previous windows have both ended at `now`;
-    /// returns how many were removed.
-    pub fn sweep(&self, now: Timestamp) -> usize {
-        let cells = self.cells.pin();
-        let mut removed = 0;
-        for (key, cell) in cells.iter() {
-            if cell.kill_if_expired(now)
-                && matches!(
-                    cells.remove_if(key, |_, current| ptr::eq(current, cell)),
-                    Ok(Some(_))
-                )
-            {
-                removed += 1;
-            }
-        }
-        removed
-    }
-
-    /// Current size figures.
-    pub fn stats(&self) -> MemoryStoreStats {
-        MemoryStoreStats {
-            keys: self.cells.len(),
-        }
-    }
-}
-
-impl CounterStore for MemoryStore {
-    fn apply(
-        &self,
-        plan: &Plan<'_>,
-    ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
-        ready(Ok(self.apply_plan(plan)))
+    /// Marks the cell dead whatever it holds (eviction); true when this call marked it.
+    pub(super) fn kill(&self) -> bool {
+        self.state.swap(DEAD, Ordering::AcqRel) != DEAD
     }
 }
 
@@ -382,6 +304,7 @@ mod tests {
         };
         let cell = Cell {
             state: AtomicU128::new(start.pack()),
+            last_used: AtomicU64::new(0),
             window: Window::of(crate::engine::TimeUnit::Second),
             bucket: false,
         };
@@ -392,71 +315,5 @@ mod tests {
         );
         assert!(cell.kill_if_expired(Timestamp::from_secs(7)));
         assert_eq!(cell.apply(7, 1, false), None);
-    }
-
-    /// Threads racing on one key admit exactly the limit, and a sweeper running alongside
-    /// never loses a hit (every counted hit is in the final count).
-    #[test]
-    fn racing_threads_admit_exactly_the_limit() {
-        use crate::engine::{
-            self, Children, Descriptor, DomainRules, Limit, Node, Policy, Request, Rule, RuleSet,
-            TimeUnit, Window,
-        };
-        use std::sync::atomic::AtomicU64;
-
-        let mut root = Children::default();
-        root.insert_default(
-            "k",
-            Node {
-                rule: Some(Rule {
-                    key_path: "k".into(),
-                    policy: Policy::Limited(Box::new([Limit::new(
-                        100,
-                        Window::of(TimeUnit::Hour),
-                    )])),
-                    shadow_mode: false,
-                    detailed_metric: false,
-                }),
-                children: Children::default(),
-            },
-        );
-        let rules = RuleSet::new([DomainRules::new("d", root)]);
-        let store = MemoryStore::new();
-        let now = Timestamp::from_secs(3_600 * 100);
-        // A stale cell from two windows ago: the sweeper may reclaim it while threads rotate it.
-        let stale = Request::new("d", [Descriptor::from_pairs(&[("k", "v")])]);
-        store.apply_plan(&engine::plan(
-            &rules,
-            &stale,
-            Timestamp::from_secs(3_600 * 98),
-        ));
-        let admitted = AtomicU64::new(0);
-        std::thread::scope(|scope| {
-            for _ in 0..4 {
-                scope.spawn(|| {
-                    for _ in 0..500 {
-                        let request = Request::new("d", [Descriptor::from_pairs(&[("k", "v")])]);
-                        let plan = engine::plan(&rules, &request, now);
-                        let decision = engine::conclude(&plan, &store.apply_plan(&plan));
-                        if !decision.over_limit {
-                            admitted.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                });
-            }
-            scope.spawn(|| {
-                for _ in 0..200 {
-                    store.sweep(now);
-                }
-            });
-        });
-        assert_eq!(admitted.load(Ordering::Relaxed), 100);
-        let check = Request::new("d", [Descriptor::from_pairs(&[("k", "v")]).with_hits(0)]);
-        let plan = engine::plan(&rules, &check, now);
-        assert_eq!(
-            store.apply_plan(&plan)[0].current,
-            2_000,
-            "every hit was counted"
-        );
     }
 }
