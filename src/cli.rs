@@ -3,9 +3,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::metrics::NearLimitRatio;
 use crate::telemetry::LogFormat;
 
 /// Exit status of `query` when the server answered OVER_LIMIT (2 is taken by usage errors).
@@ -56,9 +58,21 @@ pub struct ServeArgs {
     /// Address for gRPC (RateLimitService and grpc.health.v1).
     #[arg(long, env = "QUOTAD_GRPC_ADDR", default_value = "0.0.0.0:8081")]
     pub grpc_addr: SocketAddr,
-    /// Address for HTTP (`GET /healthcheck`).
+    /// Address for HTTP (probes, `/metrics`, `POST /json`, `/rlconfig`, `POST /reload`).
     #[arg(long, env = "QUOTAD_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
+    /// Share of a limit at which allowed hits also count as `near_limit` (0 < ratio <= 1).
+    #[arg(long, env = "QUOTAD_NEAR_LIMIT_RATIO", default_value = "0.8", value_parser = parse_ratio)]
+    pub near_limit_ratio: NearLimitRatio,
+    /// After SIGTERM, how long health checks answer 503 before the listeners close (`5s`, `0`).
+    #[arg(long, env = "QUOTAD_DRAIN_DELAY", default_value = "5s", value_parser = parse_duration)]
+    pub drain_delay: Duration,
+    /// Do not reload when the config files change (SIGHUP and `POST /reload` still do).
+    #[arg(long, env = "QUOTAD_NO_WATCH")]
+    pub no_watch: bool,
+    /// How long the config files must stay unchanged before a change is reloaded.
+    #[arg(long, env = "QUOTAD_RELOAD_DEBOUNCE", default_value = "200ms", value_parser = parse_duration)]
+    pub reload_debounce: Duration,
 }
 
 /// Flags of `quotad check`.
@@ -121,6 +135,32 @@ pub fn parse_descriptor(text: &str) -> Result<DescriptorArg, String> {
     Ok(DescriptorArg { entries })
 }
 
+/// Parses a near-limit ratio such as `0.9`.
+pub fn parse_ratio(text: &str) -> Result<NearLimitRatio, String> {
+    let ratio: f64 = text
+        .parse()
+        .map_err(|_| format!("expected a number such as 0.8, got {text:?}"))?;
+    NearLimitRatio::new(ratio).map_err(|error| error.to_string())
+}
+
+/// Parses a duration as whole milliseconds, seconds or minutes: `250ms`, `5s`, `1m`, or `0`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let invalid = || format!("expected a duration such as 250ms, 5s or 1m, got {text:?}");
+    if text == "0" {
+        return Ok(Duration::ZERO);
+    }
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(invalid)?;
+    let amount: u64 = text[..split].parse().map_err(|_| invalid())?;
+    match &text[split..] {
+        "ms" => Ok(Duration::from_millis(amount)),
+        "s" => Ok(Duration::from_secs(amount)),
+        "m" => Ok(Duration::from_secs(amount.saturating_mul(60))),
+        _ => Err(invalid()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -149,6 +189,20 @@ mod tests {
         assert!(parse_descriptor("novalue").is_err());
         assert!(parse_descriptor("=v").is_err());
         assert!(parse_descriptor("a=1,,b=2").is_err());
+    }
+
+    #[test]
+    fn durations_and_ratios_parse() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "5", "s", "1h", "-1s", "1.5s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_ratio("0.9").map(NearLimitRatio::get), Ok(0.9));
+        assert!(parse_ratio("0").is_err());
+        assert!(parse_ratio("lots").is_err());
     }
 
     #[test]

@@ -6,7 +6,9 @@
 //! - [`clock`]: the injected time source (system clock, manual clock for tests).
 //! - [`config`]: YAML rules (envoyproxy/ratelimit format) compiled to a `RuleSet`, errors located.
 //! - [`engine`]: pure decision logic — rules, windows, plan → apply → conclude.
-//! - [`http`]: the HTTP health check for load balancers.
+//! - [`http`]: the HTTP port — health and readiness probes, `/metrics`, `POST /json`, and the
+//!   loopback-only admin endpoints `/rlconfig` and `/reload`.
+//! - [`metrics`]: Prometheus metric names (described once) and the per-server registry.
 //! - [`query`]: the `quotad query` client — one ShouldRateLimit call, printed.
 //! - [`service`]: tonic adapters — protobuf ⇄ engine conversion and the RateLimitService.
 //! - [`store`]: counter stores behind one trait (in-memory atomics).
@@ -25,6 +27,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod http;
+pub mod metrics;
 pub mod query;
 pub mod service;
 pub mod store;

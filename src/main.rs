@@ -3,12 +3,14 @@
 
 use std::path::Path;
 use std::process::ExitCode;
+use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use clap::Parser;
 use quotad::cli::{CheckArgs, Cli, Command, EXIT_OVER_LIMIT, QueryArgs, ServeArgs};
 use quotad::clock::SystemClock;
-use quotad::engine::RuleSet;
-use quotad::{app, config, query, service, telemetry};
+use quotad::config::ConfigErrors;
+use quotad::{app, config, query, telemetry};
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -29,27 +31,33 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let Some(rules) = load(&args.config) else {
+    let Some(loaded) = load(&args.config, config::load_versioned) else {
         return Ok(ExitCode::FAILURE);
     };
-    for summary in config::summarize(&rules) {
+    for summary in config::summarize(&loaded.rules) {
         tracing::info!(%summary, "rules loaded");
     }
+    tracing::info!(version = %loaded.version, "configuration loaded");
     // Installed before the listeners open, so an early SIGTERM still shuts down cleanly.
     let signal = app::shutdown_signal()?;
-    let server = app::start(app::ServerConfig::new(
-        args.grpc_addr,
-        args.http_addr,
-        service::shared_rules(rules),
-        SystemClock,
-    ))
-    .await?;
+    let rules = Arc::new(ArcSwap::new(loaded.rules));
+    let mut server_config =
+        app::ServerConfig::new(args.grpc_addr, args.http_addr, rules, SystemClock);
+    server_config.near_limit_ratio = args.near_limit_ratio;
+    server_config.drain_delay = args.drain_delay;
+    let mut reload = app::ReloadSettings::new(args.config.clone(), loaded.version);
+    reload.watch = !args.no_watch;
+    reload.debounce = args.reload_debounce;
+    server_config.reload = Some(reload);
+    let server = app::start(server_config).await?;
+    // One server per process here, so `metrics::counter!` anywhere can land in its registry.
+    server.metrics().install_global();
     server.run_until(signal).await?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let Some(rules) = load(&args.config) else {
+    let Some(rules) = load(&args.config, config::load_path) else {
         return Ok(ExitCode::FAILURE);
     };
     for summary in config::summarize(&rules) {
@@ -75,9 +83,9 @@ async fn run_query(args: &QueryArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-/// Loads the rules, printing every error (one per line) when there are any.
-fn load(path: &Path) -> Option<RuleSet> {
-    match config::load_path(path) {
+/// Loads the rules with `loader`, printing every error (one per line) when there are any.
+fn load<T>(path: &Path, loader: fn(&Path) -> Result<T, ConfigErrors>) -> Option<T> {
+    match loader(path) {
         Ok(rules) => Some(rules),
         Err(errors) => {
             eprintln!("{errors}");

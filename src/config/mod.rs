@@ -7,9 +7,11 @@ mod limits;
 mod load;
 mod model;
 mod parse;
+mod reload;
 mod response;
 mod summary;
 mod tree;
+mod watch;
 
 #[cfg(test)]
 mod tests;
@@ -17,4 +19,9 @@ mod tests;
 pub use compile::compile_str;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::load_path;
+pub use reload::{
+    ConfigVersion, LoadedConfig, ReloadError, ReloadFailure, ReloadObserver, ReloadStatus,
+    Reloaded, Reloader, Trigger, fingerprint, load_versioned,
+};
 pub use summary::{DomainSummary, summarize};
+pub use watch::{ConfigWatcher, DEFAULT_DEBOUNCE, WatchError, reload_on_changes, reload_on_sighup};

@@ -2,6 +2,7 @@
 
 mod convert;
 mod headers;
+mod reflection;
 mod rls;
 
 pub use convert::{
@@ -9,4 +10,5 @@ pub use convert::{
     wire_unit,
 };
 pub use headers::decorate;
+pub use reflection::{RLS_FILE_DESCRIPTOR_SET, ReflectionError, reflection_v1, reflection_v1alpha};
 pub use rls::{RateLimiter, SharedRules, shared_rules};

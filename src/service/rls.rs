@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::clock::Clock;
 use crate::engine::{self, RuleSet};
+use crate::metrics::{Method, Metrics, Outcome};
 use crate::store::CounterStore;
 
 use super::convert::response_from_decision;
@@ -30,6 +31,7 @@ pub struct RateLimiter<S: CounterStore, C: Clock> {
     rules: SharedRules,
     store: Arc<S>,
     clock: C,
+    metrics: Option<Metrics>,
 }
 
 impl<S: CounterStore, C: Clock> fmt::Debug for RateLimiter<S, C> {
@@ -47,7 +49,29 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
             rules,
             store,
             clock,
+            metrics: None,
         }
+    }
+
+    /// The same service, counting requests, decisions and store errors in `metrics`.
+    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Answers one request like [`Self::decide`] and records it as a `method` call. Latency is
+    /// measured on tokio's monotonic clock: it is a duration, not a window position.
+    pub async fn answer(
+        &self,
+        method: Method,
+        wire: &RateLimitRequest,
+    ) -> Result<RateLimitResponse, Status> {
+        let started = tokio::time::Instant::now();
+        let result = self.decide(wire).await;
+        if let Some(metrics) = &self.metrics {
+            metrics.record_request(method, Outcome::of(&result), started.elapsed());
+        }
+        result
     }
 
     /// Answers one request exactly as the gRPC method does.
@@ -59,13 +83,22 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
         let plan = engine::plan(&rules, &request, self.clock.now());
         let readings = self.store.apply(&plan).await.map_err(|error| {
             tracing::warn!(%error, domain = request.domain, "counter store failed");
+            self.metrics
+                .as_ref()
+                .inspect(|metrics| metrics.record_store_error());
             Status::unavailable(error.to_string())
         })?;
         let decision = engine::conclude(&plan, &readings);
+        if let Some(metrics) = &self.metrics {
+            metrics.record_decision(&rules, &request, &decision);
+        }
         if let Some(refund) = plan.refund_if_rejected(&decision, &readings) {
             // The answer stands either way; a failed refund only leaves the hits counted.
             if let Err(error) = self.store.apply(&refund).await {
                 tracing::warn!(%error, domain = request.domain, "refunding rejected hits failed");
+                self.metrics
+                    .as_ref()
+                    .inspect(|metrics| metrics.record_store_error());
             }
         }
         let mut response = response_from_decision(&decision);
@@ -88,7 +121,9 @@ impl<S: CounterStore, C: Clock> RateLimitService for RateLimiter<S, C> {
         &self,
         request: Request<RateLimitRequest>,
     ) -> Result<Response<RateLimitResponse>, Status> {
-        self.decide(request.get_ref()).await.map(Response::new)
+        self.answer(Method::ShouldRateLimit, request.get_ref())
+            .await
+            .map(Response::new)
     }
 }
 

@@ -1,0 +1,10 @@
+//! Prometheus metrics for operators: who is being limited (per rule, envoyproxy/ratelimit's
+//! counters), how the service behaves (requests, latency, store), and whether the config on
+//! disk is the one serving (reloads, version). Rendered at `GET /metrics` on the HTTP port.
+
+pub mod names;
+mod registry;
+mod rules;
+
+pub use registry::{Method, Metrics, Outcome};
+pub use rules::{InvalidRatio, NearLimitRatio};
