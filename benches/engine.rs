@@ -29,6 +29,8 @@ fn rules(algorithm: Algorithm) -> RuleSet {
                     policy: Policy::Limited(Box::new([limit])),
                     shadow_mode: false,
                     detailed_metric: false,
+                    quota_mode: false,
+                    over_limit_body: None,
                 }),
                 children: Children::default(),
             },

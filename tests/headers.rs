@@ -14,10 +14,11 @@ use quotad::service::shared_rules;
 
 use common::{START, client, descriptor};
 
-/// One domain per style; each allows 2 per minute and 5 per month per API key.
+/// One domain per style; each allows 2 per minute and 5 per month per API key, and one job
+/// at a time per user with its own body.
 fn domain(name: &str, response: &str) -> String {
     format!(
-        "domain: {name}\n{response}\ndescriptors:\n  - key: api_key\n    rate_limits:\n      - {{name: per_minute, unit: minute, requests_per_unit: 2}}\n      - {{name: per_month, unit: month, requests_per_unit: 5}}\n"
+        "domain: {name}\n{response}\ndescriptors:\n  - key: api_key\n    rate_limits:\n      - {{name: per_minute, unit: minute, requests_per_unit: 2}}\n      - {{name: per_month, unit: month, requests_per_unit: 5}}\n  - key: user\n    rate_limit: {{unit: minute, requests_per_unit: 1}}\n    over_limit_body: {{template: '{{\"code\":\"JOB_LIMIT_EXCEEDED\",\"limit\":{{limit}}}}'}}\n"
     )
 }
 
@@ -52,9 +53,14 @@ async fn start() -> RunningServer {
 
 /// Sends one hit for `api_key=key` in `domain` and returns the whole response.
 async fn call(server: &RunningServer, domain: &str, key: &str) -> RateLimitResponse {
+    call_with(server, domain, ("api_key", key)).await
+}
+
+/// Sends one hit for the one-entry descriptor `entry` in `domain`.
+async fn call_with(server: &RunningServer, domain: &str, entry: (&str, &str)) -> RateLimitResponse {
     let request = RateLimitRequest {
         domain: domain.into(),
-        descriptors: vec![descriptor(&[("api_key", key)])],
+        descriptors: vec![descriptor(&[entry])],
         hits_addend: 0,
     };
     client(server)
@@ -181,4 +187,20 @@ async fn envoy_ratelimit_names_are_renamable_and_templates_fill_in_values() {
         "key key-\"1\" used 2/minute; retry in 60s"
     );
     assert!(headers(&rejected).contains(&("content-type".to_owned(), "text/plain".to_owned())));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rule_body_replaces_the_domain_body() {
+    let server = start().await;
+    call_with(&server, "legacy", ("user", "u")).await;
+    let rejected = call_with(&server, "legacy", ("user", "u")).await;
+    let body: serde_json::Value = serde_json::from_slice(&rejected.raw_body).expect("JSON body");
+    assert_eq!(
+        body,
+        serde_json::json!({"code": "JOB_LIMIT_EXCEEDED", "limit": 1})
+    );
+    // A domain without a body of its own still sends the rule's.
+    call_with(&server, "plain", ("user", "u")).await;
+    let plain = call_with(&server, "plain", ("user", "u")).await;
+    assert!(!plain.raw_body.is_empty());
 }

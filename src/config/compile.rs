@@ -2,6 +2,8 @@
 //! problem on the way instead of stopping at the first, so one run tells the operator everything
 //! that is wrong with a file. The per-limit checks live in `limits`.
 
+use std::sync::Arc;
+
 use serde_saphyr::{Location, Spanned};
 
 use super::error::{ConfigError, ConfigErrors};
@@ -214,6 +216,11 @@ fn compile_descriptor(
         policy,
         shadow_mode: raw.shadow_mode.unwrap_or(false),
         detailed_metric: raw.detailed_metric.unwrap_or(false),
+        quota_mode: raw.quota_mode.unwrap_or(false),
+        over_limit_body: raw.over_limit_body.as_ref().and_then(|body| {
+            let field = format!("{field}.over_limit_body.template");
+            response::body_from(ctx, &body.value, &field).map(Arc::new)
+        }),
     });
     let children = match &raw.descriptors {
         Some(list) => {

@@ -71,6 +71,11 @@ pub(crate) struct RawDescriptor {
     pub(crate) rate_limits: Option<Spanned<Vec<Spanned<RawLimit>>>>,
     pub(crate) shadow_mode: Option<bool>,
     pub(crate) detailed_metric: Option<bool>,
+    /// quotad extension: a quota-mode descriptor fails the request only together with every
+    /// other quota-mode descriptor (envoyproxy/ratelimit's `quota_mode`).
+    pub(crate) quota_mode: Option<bool>,
+    /// quotad extension: this rule's own 429 body, replacing the domain's.
+    pub(crate) over_limit_body: Option<Spanned<RawBody>>,
     pub(crate) descriptors: Option<Vec<Spanned<RawDescriptor>>>,
 }
 

@@ -50,7 +50,7 @@ pub(crate) fn policy(ctx: &mut Ctx<'_>, raw: &RawFile) -> ResponsePolicy {
         }
     }
     if let Some(body) = &raw.over_limit_body {
-        policy.body = body_from(ctx, &body.value);
+        policy.body = body_from(ctx, &body.value, "over_limit_body.template");
     }
     policy
 }
@@ -147,7 +147,9 @@ fn quota_from(ctx: &mut Ctx<'_>, raw: &RawQuotaHeaders, at: Location) -> Option<
     })
 }
 
-fn body_from(ctx: &mut Ctx<'_>, raw: &RawBody) -> Option<BodyTemplate> {
+/// A body template with its content type; a template with an unknown placeholder is
+/// reported against `field`.
+pub(crate) fn body_from(ctx: &mut Ctx<'_>, raw: &RawBody, field: &str) -> Option<BodyTemplate> {
     let content_type = raw
         .content_type
         .as_ref()
@@ -159,7 +161,7 @@ fn body_from(ctx: &mut Ctx<'_>, raw: &RawBody) -> Option<BodyTemplate> {
         Err(error) => {
             let at = template.map_or(Location::UNKNOWN, |written| written.referenced);
             let expected = format!("a template using only {PLACEHOLDERS}");
-            ctx.report(at, "over_limit_body.template", expected, error.to_string());
+            ctx.report(at, field, expected, error.to_string());
             None
         }
     }

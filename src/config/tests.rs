@@ -305,3 +305,26 @@ fn response_policies_compile_and_bad_ones_are_located() {
     );
     assert!(errors.errors()[1].found.contains("{retry_in}"), "{errors}");
 }
+
+#[test]
+fn rules_can_carry_quota_mode_and_their_own_body() {
+    use crate::engine::Segment;
+    let rules = compile(
+        "domain: d\ndescriptors:\n  - key: job\n    quota_mode: true\n    rate_limit: {unit: minute, requests_per_unit: 5}\n    over_limit_body:\n      template: '{\"code\":\"CONCURRENT_LIMIT_EXCEEDED\",\"message\":\"{limit}/{limit} running\"}'\n",
+    );
+    let rule = find(domain(&rules, "d"), &[("job", "x")]).expect("rule");
+    assert!(rule.quota_mode);
+    let body = rule.over_limit_body.as_ref().expect("rule body");
+    assert_eq!(body.segments[1], Segment::Limit);
+    assert_eq!(&*body.content_type, "application/json");
+    let errors = compile_str(
+        "q.yaml",
+        "domain: d\ndescriptors:\n  - key: job\n    rate_limit: {unit: minute, requests_per_unit: 5}\n    over_limit_body: {template: 'x {nope}'}\n",
+    )
+    .expect_err("unknown placeholder");
+    assert_eq!(
+        errors.errors()[0].field,
+        "descriptors[0].over_limit_body.template"
+    );
+    assert_eq!(errors.errors()[0].line, Some(5));
+}

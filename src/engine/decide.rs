@@ -177,7 +177,8 @@ impl DescriptorDecision<'_> {
 /// The answer to a whole request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Decision<'p> {
-    /// Whether any descriptor is over its limit.
+    /// Whether the request is rejected: any ordinary descriptor over its limit, or all of its
+    /// quota-mode descriptors.
     pub over_limit: bool,
     /// One decision per request descriptor, in request order.
     pub descriptors: SmallVec<[DescriptorDecision<'p>; 4]>,
@@ -324,10 +325,23 @@ pub fn conclude<'p>(plan: &'p Plan<'_>, readings: &[CounterReading]) -> Decision
                 }
             }
         };
-        decision.over_limit |= answer.over_limit;
         decision.descriptors.push(answer);
     }
+    decision.over_limit = request_over_limit(&decision.descriptors);
     decision
+}
+
+/// Whether the request as a whole is rejected: any ordinary descriptor over its limit, or every
+/// quota-mode descriptor over its limit (envoyproxy/ratelimit's `quota_mode`).
+fn request_over_limit(descriptors: &[DescriptorDecision<'_>]) -> bool {
+    let in_quota_mode =
+        |descriptor: &&DescriptorDecision<'_>| descriptor.rule.is_some_and(|rule| rule.quota_mode);
+    let ordinary_over = descriptors
+        .iter()
+        .filter(|descriptor| !in_quota_mode(descriptor))
+        .any(|descriptor| descriptor.over_limit);
+    let mut quota = descriptors.iter().filter(in_quota_mode).peekable();
+    ordinary_over || (quota.peek().is_some() && quota.all(|descriptor| descriptor.over_limit))
 }
 
 /// The limit a descriptor reports, and what its reading means.

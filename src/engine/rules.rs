@@ -8,7 +8,7 @@ use foldhash::fast::RandomState;
 
 use super::limit::Limit;
 use super::request::Entry;
-use super::response::ResponsePolicy;
+use super::response::{BodyTemplate, ResponsePolicy};
 
 type FastMap<K, V> = HashMap<K, V, RandomState>;
 
@@ -32,6 +32,11 @@ pub struct Rule {
     pub shadow_mode: bool,
     /// Metrics for this rule may carry the request's values.
     pub detailed_metric: bool,
+    /// Part of a quota group: the request fails only if every quota-mode descriptor in it is
+    /// over its limit (or any ordinary one is).
+    pub quota_mode: bool,
+    /// This rule's own 429 body, used instead of the domain's when this rule decides.
+    pub over_limit_body: Option<Arc<BodyTemplate>>,
 }
 
 /// A `*` pattern on a descriptor value; `*` matches any run of characters, anywhere, several times.
@@ -307,6 +312,8 @@ mod tests {
                 )])),
                 shadow_mode: false,
                 detailed_metric: false,
+                quota_mode: false,
+                over_limit_body: None,
             }),
             children: Children::default(),
         }

@@ -34,6 +34,8 @@ fn rule(path: &str, limits: Vec<Limit>) -> Rule {
         policy: Policy::Limited(limits.into()),
         shadow_mode: false,
         detailed_metric: false,
+        quota_mode: false,
+        over_limit_body: None,
     }
 }
 
@@ -267,6 +269,8 @@ fn unlimited_rules_are_never_counted() {
         policy: Policy::Unlimited,
         shadow_mode: false,
         detailed_metric: false,
+        quota_mode: false,
+        over_limit_body: None,
     };
     let harness = Harness::new(vec![domain(
         "api",
@@ -669,4 +673,49 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn quota_mode_descriptors_fail_the_request_only_together() {
+    let quota = |path: &str| Rule {
+        quota_mode: true,
+        ..rule(path, vec![per(1, TimeUnit::Minute)])
+    };
+    let harness = Harness::new(vec![domain(
+        "api",
+        vec![
+            ("daily", None, leaf(quota("daily"))),
+            ("monthly", None, leaf(quota("monthly"))),
+            (
+                "ordinary",
+                None,
+                leaf(rule("ordinary", vec![per(1, TimeUnit::Minute)])),
+            ),
+        ],
+    )]);
+    let request = |pairs: &[(&'static str, &'static str)]| {
+        Request::new(
+            "api",
+            pairs
+                .iter()
+                .map(|pair| Descriptor::from_pairs(std::slice::from_ref(pair))),
+        )
+    };
+    assert!(!harness.ask(&request(&[("daily", "a"), ("monthly", "a")])).0);
+    // Only the daily quota is spent: the monthly one still carries the request.
+    let (over, answers) = harness.ask(&request(&[("daily", "a"), ("monthly", "b")]));
+    assert!(!over);
+    assert!(
+        answers[0].over && !answers[1].over,
+        "the spent quota still reports OVER_LIMIT"
+    );
+    // Both spent: rejected.
+    assert!(harness.ask(&request(&[("daily", "a"), ("monthly", "a")])).0);
+    // An ordinary descriptor over its limit rejects whatever the quotas say.
+    harness.hit("api", &[("ordinary", "x")]);
+    assert!(
+        harness
+            .ask(&request(&[("daily", "c"), ("ordinary", "x")]))
+            .0
+    );
 }

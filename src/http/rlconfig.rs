@@ -148,6 +148,8 @@ mod tests {
                 policy,
                 shadow_mode,
                 detailed_metric: false,
+                quota_mode: false,
+                over_limit_body: None,
             }),
             children: Children::default(),
         }

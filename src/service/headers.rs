@@ -25,7 +25,8 @@ pub fn decorate(
     request: &Request<'_>,
     now: Timestamp,
 ) {
-    if policy.style == HeaderStyle::None && policy.quota.is_none() && policy.body.is_none() {
+    let nothing_to_add = policy.style == HeaderStyle::None && policy.quota.is_none();
+    if nothing_to_add && !decision.over_limit {
         return;
     }
     let Some((index, deciding)) = decision.deciding() else {
@@ -100,7 +101,12 @@ pub fn decorate(
             push(headers, &quota.remaining, remaining.to_string());
         }
     }
-    if let (true, Some(body)) = (over, &policy.body) {
+    // A rule's own body wins over the domain's.
+    let body = deciding
+        .rule
+        .and_then(|rule| rule.over_limit_body.as_deref())
+        .or(policy.body.as_ref());
+    if let (true, Some(body)) = (over, body) {
         let json = body.content_type.contains("json");
         let mut text = String::new();
         for segment in &*body.segments {

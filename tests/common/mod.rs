@@ -35,6 +35,8 @@ fn node(limits: Vec<Limit>, shadow_mode: bool) -> Node {
             policy,
             shadow_mode,
             detailed_metric: false,
+            quota_mode: false,
+            over_limit_body: None,
         }),
         children: Children::default(),
     }

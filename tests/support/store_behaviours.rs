@@ -116,6 +116,8 @@ pub fn rules(domain: &str, limits: Vec<Limit>) -> RuleSet {
                 policy: Policy::Limited(limits.into_boxed_slice()),
                 shadow_mode: false,
                 detailed_metric: false,
+                quota_mode: false,
+                over_limit_body: None,
             }),
             children: Children::default(),
         },
