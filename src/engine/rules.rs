@@ -39,6 +39,20 @@ pub struct Rule {
     pub over_limit_body: Option<Arc<BodyTemplate>>,
 }
 
+impl Rule {
+    /// A rule at `key_path` enforcing `limits`, with every flag off and no body of its own.
+    pub fn limited(key_path: &str, limits: impl Into<Box<[Limit]>>) -> Self {
+        Self {
+            key_path: key_path.into(),
+            policy: Policy::Limited(limits.into()),
+            shadow_mode: false,
+            detailed_metric: false,
+            quota_mode: false,
+            over_limit_body: None,
+        }
+    }
+}
+
 /// A `*` pattern on a descriptor value; `*` matches any run of characters, anywhere, several times.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ValuePattern {
@@ -88,6 +102,16 @@ pub struct Node {
     pub rule: Option<Rule>,
     /// Rules for longer descriptors.
     pub children: Children,
+}
+
+impl Node {
+    /// A node holding `rule`, with no deeper descriptors.
+    pub fn leaf(rule: Rule) -> Self {
+        Self {
+            rule: Some(rule),
+            children: Children::default(),
+        }
+    }
 }
 
 /// All nodes for one descriptor key at one level: exact values, patterns, then the key-only default.
@@ -286,6 +310,13 @@ impl RuleSet {
         }
     }
 
+    /// One domain in which every value of `key` is held to `limits`, one counter per value.
+    pub fn per_value(domain: &str, key: &str, limits: impl Into<Box<[Limit]>>) -> Self {
+        let mut root = Children::default();
+        root.insert_default(key, Node::leaf(Rule::limited(key, limits)));
+        Self::new([DomainRules::new(domain, root)])
+    }
+
     /// The rules of `domain`, if it is configured.
     pub fn domain(&self, domain: &str) -> Option<&DomainRules> {
         self.domains.get(domain)
@@ -303,20 +334,10 @@ mod tests {
     use crate::engine::limit::{TimeUnit, Window};
 
     fn limited(path: &str, per_minute: u32) -> Node {
-        Node {
-            rule: Some(Rule {
-                key_path: path.into(),
-                policy: Policy::Limited(Box::new([Limit::new(
-                    per_minute,
-                    Window::of(TimeUnit::Minute),
-                )])),
-                shadow_mode: false,
-                detailed_metric: false,
-                quota_mode: false,
-                over_limit_body: None,
-            }),
-            children: Children::default(),
-        }
+        Node::leaf(Rule::limited(
+            path,
+            [Limit::new(per_minute, Window::of(TimeUnit::Minute))],
+        ))
     }
 
     fn entries<'a>(pairs: &[(&'a str, &'a str)]) -> Vec<Entry<'a>> {

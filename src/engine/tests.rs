@@ -29,21 +29,11 @@ fn domain(name: &str, nodes: Vec<(&str, Option<&str>, Node)>) -> DomainRules {
 }
 
 fn rule(path: &str, limits: Vec<Limit>) -> Rule {
-    Rule {
-        key_path: path.into(),
-        policy: Policy::Limited(limits.into()),
-        shadow_mode: false,
-        detailed_metric: false,
-        quota_mode: false,
-        over_limit_body: None,
-    }
+    Rule::limited(path, limits)
 }
 
 fn leaf(rule: Rule) -> Node {
-    Node {
-        rule: Some(rule),
-        children: Children::default(),
-    }
+    Node::leaf(rule)
 }
 
 fn per(requests: u32, unit: TimeUnit) -> Limit {

@@ -29,17 +29,11 @@ fn node(limits: Vec<Limit>, shadow_mode: bool) -> Node {
     } else {
         Policy::Limited(limits.into_boxed_slice())
     };
-    Node {
-        rule: Some(Rule {
-            key_path: "fixture".into(),
-            policy,
-            shadow_mode,
-            detailed_metric: false,
-            quota_mode: false,
-            over_limit_body: None,
-        }),
-        children: Children::default(),
-    }
+    Node::leaf(Rule {
+        policy,
+        shadow_mode,
+        ..Rule::limited("fixture", [])
+    })
 }
 
 fn per_minute(requests: u32) -> Limit {

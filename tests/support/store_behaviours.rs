@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use quotad::clock::{Clock, ManualClock, Timestamp};
 use quotad::engine::{
-    self, Algorithm, Children, CounterReading, Descriptor, DomainRules, Limit, Node, Policy,
-    Request, Rule, RuleSet, TimeUnit, Window,
+    self, Algorithm, CounterReading, Descriptor, Limit, Request, RuleSet, TimeUnit, Window,
 };
 use quotad::store::redis::counter_key;
 use quotad::store::{CounterStore, StoreError};
@@ -107,22 +106,7 @@ impl<S: CounterStore> Harness<S> {
 
 /// Rules for `domain`: key `k` with any value gets `limits`.
 pub fn rules(domain: &str, limits: Vec<Limit>) -> RuleSet {
-    let mut root = Children::default();
-    root.insert_default(
-        "k",
-        Node {
-            rule: Some(Rule {
-                key_path: "k".into(),
-                policy: Policy::Limited(limits.into_boxed_slice()),
-                shadow_mode: false,
-                detailed_metric: false,
-                quota_mode: false,
-                over_limit_body: None,
-            }),
-            children: Children::default(),
-        },
-    );
-    RuleSet::new([DomainRules::new(domain, root)])
+    RuleSet::per_value(domain, "k", limits)
 }
 
 fn per(requests: u32, unit: TimeUnit) -> Limit {

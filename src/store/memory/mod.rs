@@ -163,31 +163,10 @@ mod tests {
     /// never loses a hit (every counted hit is in the final count).
     #[test]
     fn racing_threads_admit_exactly_the_limit() {
-        use crate::engine::{
-            self, Children, Descriptor, DomainRules, Limit, Node, Policy, Request, Rule, RuleSet,
-            TimeUnit, Window,
-        };
+        use crate::engine::{self, Descriptor, Limit, Request, RuleSet, TimeUnit, Window};
         use std::sync::atomic::AtomicU64;
 
-        let mut root = Children::default();
-        root.insert_default(
-            "k",
-            Node {
-                rule: Some(Rule {
-                    key_path: "k".into(),
-                    policy: Policy::Limited(Box::new([Limit::new(
-                        100,
-                        Window::of(TimeUnit::Hour),
-                    )])),
-                    shadow_mode: false,
-                    detailed_metric: false,
-                    quota_mode: false,
-                    over_limit_body: None,
-                }),
-                children: Children::default(),
-            },
-        );
-        let rules = RuleSet::new([DomainRules::new("d", root)]);
+        let rules = RuleSet::per_value("d", "k", [Limit::new(100, Window::of(TimeUnit::Hour))]);
         let store = MemoryStore::new();
         let now = Timestamp::from_secs(3_600 * 100);
         // A stale cell from two windows ago: the sweeper may reclaim it while threads rotate it.
@@ -228,28 +207,12 @@ mod tests {
     }
 
     fn per_hour_rules() -> crate::engine::RuleSet {
-        use crate::engine::{
-            Children, DomainRules, Limit, Node, Policy, Rule, RuleSet, TimeUnit, Window,
-        };
-        let mut root = Children::default();
-        root.insert_default(
+        use crate::engine::{Limit, RuleSet, TimeUnit, Window};
+        RuleSet::per_value(
+            "d",
             "k",
-            Node {
-                rule: Some(Rule {
-                    key_path: "k".into(),
-                    policy: Policy::Limited(Box::new([Limit::new(
-                        1_000_000,
-                        Window::of(TimeUnit::Hour),
-                    )])),
-                    shadow_mode: false,
-                    detailed_metric: false,
-                    quota_mode: false,
-                    over_limit_body: None,
-                }),
-                children: Children::default(),
-            },
-        );
-        RuleSet::new([DomainRules::new("d", root)])
+            [Limit::new(1_000_000, Window::of(TimeUnit::Hour))],
+        )
     }
 
     fn hit(

@@ -261,7 +261,7 @@ impl Batch {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{self, Children, DomainRules, Limit, Node, Policy, Request, Rule, RuleSet};
+    use crate::engine::{self, Limit, Request, RuleSet};
     use crate::engine::{Descriptor, TimeUnit, Window};
 
     fn plan_updates() -> Vec<CounterUpdate> {
@@ -269,22 +269,7 @@ mod tests {
             Limit::new(1, Window::of(TimeUnit::Minute)),
             Limit::new(1, Window::of(TimeUnit::Hour)).with_algorithm(Algorithm::SlidingWindow),
         ];
-        let mut root = Children::default();
-        root.insert_default(
-            "k",
-            Node {
-                rule: Some(Rule {
-                    key_path: "k".into(),
-                    policy: Policy::Limited(Box::new(limits)),
-                    shadow_mode: false,
-                    detailed_metric: false,
-                    quota_mode: false,
-                    over_limit_body: None,
-                }),
-                children: Children::default(),
-            },
-        );
-        let rules = RuleSet::new([DomainRules::new("d", root)]);
+        let rules = RuleSet::per_value("d", "k", limits);
         let request = Request::new(
             "d",
             [Descriptor::from_pairs(&[("k", "v")]).with_hits(u64::MAX)],
@@ -330,22 +315,7 @@ mod tests {
     fn bucket_readings_come_back_as_absolute_arrival_times() {
         let limit = Limit::new(60, Window::of(TimeUnit::Minute))
             .with_burst(std::num::NonZeroU32::new(5).unwrap());
-        let mut root = Children::default();
-        root.insert_default(
-            "k",
-            Node {
-                rule: Some(Rule {
-                    key_path: "k".into(),
-                    policy: Policy::Limited(Box::new([limit])),
-                    shadow_mode: false,
-                    detailed_metric: false,
-                    quota_mode: false,
-                    over_limit_body: None,
-                }),
-                children: Children::default(),
-            },
-        );
-        let rules = RuleSet::new([DomainRules::new("d", root)]);
+        let rules = RuleSet::per_value("d", "k", [limit]);
         let now = Timestamp::from_nanos(1_000_000_000_123);
         let request = Request::new("d", [Descriptor::from_pairs(&[("k", "v")])]);
         let plan = engine::plan(&rules, &request, now);
