@@ -204,3 +204,39 @@ async fn a_rule_body_replaces_the_domain_body() {
     let plain = call_with(&server, "plain", ("user", "u")).await;
     assert!(!plain.raw_body.is_empty());
 }
+
+#[tokio::test]
+async fn domains_without_their_own_policy_follow_the_server_default() {
+    use quotad::engine::{HeaderStyle, ResponsePolicy};
+    use quotad::service::RateLimiter;
+    use quotad::store::MemoryStore;
+    let default = ResponsePolicy {
+        style: HeaderStyle::LegacyDelta,
+        ..ResponsePolicy::default()
+    };
+    let service = RateLimiter::new(
+        shared_rules(all_styles()),
+        std::sync::Arc::new(MemoryStore::new()),
+        ManualClock::new(START),
+    )
+    .with_default_response(default);
+    let ask = |domain: &str| RateLimitRequest {
+        domain: domain.into(),
+        descriptors: vec![descriptor(&[("api_key", "k")])],
+        hits_addend: 0,
+    };
+    let plain = service.decide(&ask("plain")).await.expect("answer");
+    assert_eq!(
+        headers(&plain),
+        pairs(&[
+            ("X-RateLimit-Limit", "2"),
+            ("X-RateLimit-Remaining", "1"),
+            ("X-RateLimit-Reset", "60"),
+        ])
+    );
+    let ietf = service.decide(&ask("ietf")).await.expect("answer");
+    assert_eq!(
+        ietf.response_headers_to_add[0].key, "RateLimit-Policy",
+        "a domain's own style wins"
+    );
+}

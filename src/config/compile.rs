@@ -85,15 +85,19 @@ pub(crate) fn compile_file(file: &str, yaml: &str) -> Result<CompiledFile, Vec<C
         Some(list) => compile_level(&mut ctx, list, "descriptors", "", algorithm),
         None => Children::default(),
     };
+    let chose_response = raw.response_headers.is_some() || raw.over_limit_body.is_some();
     let response = response::policy(&mut ctx, &raw);
     if ctx.errors.is_empty() {
-        Ok(CompiledFile {
-            rules: DomainRules::new(name, root)
-                .with_count_rejected_hits(raw.count_rejected_hits.unwrap_or(true))
-                .with_limit_overrides(raw.allow_limit_overrides.unwrap_or(true))
-                .with_response(response),
-            domain_at,
-        })
+        let rules = DomainRules::new(name, root)
+            .with_count_rejected_hits(raw.count_rejected_hits.unwrap_or(true))
+            .with_limit_overrides(raw.allow_limit_overrides.unwrap_or(true));
+        // A domain that says nothing about responses follows the server-wide default.
+        let rules = if chose_response {
+            rules.with_response(response)
+        } else {
+            rules
+        };
+        Ok(CompiledFile { rules, domain_at })
     } else {
         Err(ctx.errors)
     }

@@ -270,7 +270,9 @@ fn response_policies_compile_and_bad_ones_are_located() {
     let rules = compile(
         "domain: d\nresponse_headers:\n  style: envoy_ratelimit\n  names: {limit: X-Limit}\n  quota: {limit: x-q-limit, remaining: x-q-remaining, min_window: month}\nover_limit_body:\n  template: 'slow down, {descriptor.api_key}'\n  content_type: text/plain\n",
     );
-    let policy = domain(&rules, "d").response();
+    let policy = domain(&rules, "d")
+        .response()
+        .expect("the domain chose its response");
     assert_eq!(policy.style, HeaderStyle::EnvoyRatelimit);
     assert_eq!(
         policy.names.as_ref().map(|names| &*names.limit),

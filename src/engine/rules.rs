@@ -212,7 +212,7 @@ pub struct DomainRules {
     root: Children,
     count_rejected_hits: bool,
     allow_limit_overrides: bool,
-    response: Arc<ResponsePolicy>,
+    response: Option<Arc<ResponsePolicy>>,
 }
 
 impl DomainRules {
@@ -224,19 +224,20 @@ impl DomainRules {
             root,
             count_rejected_hits: true,
             allow_limit_overrides: true,
-            response: Arc::default(),
+            response: None,
         }
     }
 
     /// Sets the headers and body this domain's answers carry.
     pub fn with_response(mut self, response: ResponsePolicy) -> Self {
-        self.response = Arc::new(response);
+        self.response = Some(Arc::new(response));
         self
     }
 
-    /// The headers and body this domain's answers carry.
-    pub fn response(&self) -> &ResponsePolicy {
-        &self.response
+    /// The headers and body this domain's answers carry, when the domain chose them (else the
+    /// server-wide default applies).
+    pub fn response(&self) -> Option<&ResponsePolicy> {
+        self.response.as_deref()
     }
 
     /// Sets whether a rejected request still consumes its hits (`count_rejected_hits`).

@@ -11,7 +11,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimit
 use tonic::{Request, Response, Status};
 
 use crate::clock::Clock;
-use crate::engine::{self, RuleSet};
+use crate::engine::{self, ResponsePolicy, RuleSet};
 use crate::metrics::{Method, Metrics, Outcome};
 use crate::store::CounterStore;
 
@@ -32,6 +32,7 @@ pub struct RateLimiter<S: CounterStore, C: Clock> {
     store: Arc<S>,
     clock: C,
     metrics: Option<Metrics>,
+    default_response: ResponsePolicy,
 }
 
 impl<S: CounterStore, C: Clock> fmt::Debug for RateLimiter<S, C> {
@@ -50,7 +51,15 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
             store,
             clock,
             metrics: None,
+            default_response: ResponsePolicy::default(),
         }
+    }
+
+    /// The same service, answering for domains that set no `response_headers` or
+    /// `over_limit_body` with `policy` (by default: no headers, no body, as envoyproxy/ratelimit).
+    pub fn with_default_response(mut self, policy: ResponsePolicy) -> Self {
+        self.default_response = policy;
+        self
     }
 
     /// The same service, counting requests, decisions and store errors in `metrics`.
@@ -105,7 +114,7 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
         if let Some(domain) = rules.domain(request.domain) {
             decorate(
                 &mut response,
-                domain.response(),
+                domain.response().unwrap_or(&self.default_response),
                 &decision,
                 &request,
                 plan.now(),

@@ -24,6 +24,9 @@ pub struct Listener {
     pub domain: String,
     /// Whether Envoy rejects requests when quotad cannot be reached.
     pub failure_mode_deny: bool,
+    /// Whether Envoy adds its own `x-ratelimit-*` headers (`DRAFT_VERSION_03`) built from
+    /// quotad's statuses; on by default.
+    pub x_ratelimit_headers: bool,
     /// YAML list items for the filter-level `rate_limits` (empty for none); when set, Envoy
     /// ignores the route-level ones.
     pub filter_rate_limits: String,
@@ -38,6 +41,7 @@ impl Listener {
             name: name.to_owned(),
             domain: domain.to_owned(),
             failure_mode_deny: false,
+            x_ratelimit_headers: true,
             filter_rate_limits: String::new(),
             routes: Vec::new(),
         }
@@ -61,6 +65,13 @@ impl Listener {
     /// Sets `failure_mode_deny`.
     pub fn failure_mode_deny(mut self, deny: bool) -> Self {
         self.failure_mode_deny = deny;
+        self
+    }
+
+    /// Sets whether Envoy adds its own `x-ratelimit-*` headers. Turned off where quotad's
+    /// `legacy` style names the same headers, so each header the client sees has one source.
+    pub fn x_ratelimit_headers(mut self, enabled: bool) -> Self {
+        self.x_ratelimit_headers = enabled;
         self
     }
 
@@ -105,7 +116,7 @@ impl Listener {
             # The default is 20 ms, which a loaded test machine can miss.
             timeout: 5s
             failure_mode_deny: {deny}
-            enable_x_ratelimit_headers: DRAFT_VERSION_03
+            enable_x_ratelimit_headers: {x_headers}
 {filter_rate_limits}            rate_limit_service:
               transport_api_version: V3
               grpc_service: {{ envoy_grpc: {{ cluster_name: quotad }} }}
@@ -117,6 +128,12 @@ impl Listener {
             routes = indent(&routes, 12),
             domain = self.domain,
             deny = self.failure_mode_deny,
+            // Quoted: Envoy's YAML reader takes a bare `OFF` for the boolean false.
+            x_headers = if self.x_ratelimit_headers {
+                "DRAFT_VERSION_03"
+            } else {
+                "\"OFF\""
+            },
             filter_rate_limits = indent(&filter_rate_limits, 12),
         );
     }

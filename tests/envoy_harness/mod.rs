@@ -17,4 +17,7 @@ pub use examples::{
     envoy_filter_patch, examples_dir, istio_bootstrap, localize, yaml_documents, yaml_files,
 };
 pub use process::{DEADLINE, Envoy};
-pub use stack::{Reply, START, Stack, compile, http_client, send, start_quotad, start_upstream};
+pub use stack::{
+    POLL, Reply, START, Stack, compile, eventually, http_client, send, start_quotad,
+    start_quotad_watching, start_upstream, write_atomically,
+};

@@ -1,14 +1,18 @@
 //! The whole chain a test talks to — client → Envoy → upstream, with Envoy asking an in-process
 //! quotad — started in one call. quotad counts by a manual clock parked at midnight UTC, so no
-//! window rolls over while a test runs however slow the machine is.
+//! window rolls over while a test runs however slow the machine is. quotad gets its rules either
+//! compiled from a string or, as `quotad serve` does, from files it watches and reloads.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
-use quotad::app::{self, RunningServer, ServerConfig};
+use arc_swap::ArcSwap;
+use quotad::app::{self, ReloadSettings, RunningServer, ServerConfig};
 use quotad::clock::{ManualClock, Timestamp};
-use quotad::config::compile_str;
+use quotad::config::{compile_str, load_versioned};
 use quotad::engine::RuleSet;
 use quotad::service::shared_rules;
 use reqwest::header::HeaderMap;
@@ -37,6 +41,54 @@ pub async fn start_quotad(rules: &str) -> (RunningServer, ManualClock) {
     );
     let server = app::start(config).await.expect("quotad starts");
     (server, clock)
+}
+
+/// quotad serving the rules under `path` (a file or a directory) the way `quotad serve` does:
+/// loaded with their version, and reloaded by the file watcher with the default debounce when
+/// the files change. SIGHUP stays off because every test in the binary shares the process.
+pub async fn start_quotad_watching(path: &Path) -> (RunningServer, ManualClock) {
+    let loaded = load_versioned(path).unwrap_or_else(|errors| panic!("test rules: {errors}"));
+    let clock = ManualClock::new(START);
+    let loopback = "127.0.0.1:0".parse().expect("valid address");
+    let rules = Arc::new(ArcSwap::new(loaded.rules));
+    let mut config = ServerConfig::new(loopback, loopback, rules, clock.clone());
+    let mut reload = ReloadSettings::new(path.to_path_buf(), loaded.version);
+    reload.sighup = false;
+    config.reload = Some(reload);
+    let server = app::start(config).await.expect("quotad starts");
+    (server, clock)
+}
+
+/// Writes `text` to `dir/name` the way editors and deploy tools do — a temp file renamed over
+/// the old one — so the watcher never reads half a file.
+pub fn write_atomically(dir: &Path, name: &str, text: &str) {
+    let temp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&temp, text).expect("write temp file");
+    std::fs::rename(&temp, dir.join(name)).expect("rename into place");
+}
+
+/// How often [`eventually`] looks again: short, so a passing test ends soon after the change.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Polls `check` every [`POLL`] until it returns `Some`, failing with `what` after
+/// [`DEADLINE`](super::process::DEADLINE).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let give_up = tokio::time::Instant::now() + super::process::DEADLINE;
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "timed out after {:?} waiting for {what}",
+            super::process::DEADLINE
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// A tiny upstream: answers every request with 200 and a body naming the path.
@@ -87,6 +139,15 @@ impl Reply {
         ]
         .map(|name| self.header(name))
     }
+
+    /// Every value of a header, in the order received (Envoy appends, it does not replace).
+    pub fn header_all(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .get_all(name)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .collect()
+    }
 }
 
 /// Sends one request and collects the reply; a transport error fails the test.
@@ -132,6 +193,22 @@ impl Stack {
     /// Starts quotad with `rules`, an upstream, and Envoy with `listeners`.
     pub async fn start(envoy: &Path, rules: &str, listeners: Vec<Listener>) -> Stack {
         let (quotad, clock) = start_quotad(rules).await;
+        Self::around(envoy, quotad, clock, listeners).await
+    }
+
+    /// Starts quotad watching the rules under `path` (see [`start_quotad_watching`]), an
+    /// upstream, and Envoy with `listeners`.
+    pub async fn start_watching(envoy: &Path, path: &Path, listeners: Vec<Listener>) -> Stack {
+        let (quotad, clock) = start_quotad_watching(path).await;
+        Self::around(envoy, quotad, clock, listeners).await
+    }
+
+    async fn around(
+        envoy: &Path,
+        quotad: RunningServer,
+        clock: ManualClock,
+        listeners: Vec<Listener>,
+    ) -> Stack {
         let upstream = start_upstream().await;
         let bootstrap = Bootstrap::new(quotad.grpc_addr(), upstream, listeners);
         let envoy = Envoy::start(envoy, &bootstrap.render()).await;
