@@ -125,6 +125,65 @@ fn service(rules: RuleSet, with_metrics: bool, encoded: bool, descriptors: usize
     });
 }
 
+/// A counter identity shaped like the engine's: length-prefixed domain, key and value, then the
+/// window length and algorithm tag.
+fn identity(value: &str) -> Box<[u8]> {
+    let mut key = Vec::with_capacity(64);
+    for text in ["bench", "k0", value] {
+        key.extend_from_slice(&(text.len() as u32).to_le_bytes());
+        key.extend_from_slice(text.as_bytes());
+    }
+    key.extend_from_slice(&3_600_000_000_000u64.to_le_bytes());
+    key.push(0);
+    key.into_boxed_slice()
+}
+
+/// papaya alone with the store's key shape, to tell the map's cost from the engine's: `build`
+/// makes the map (hasher, resize mode), then 1M keys are inserted and `iters` looked up.
+fn papaya_lookups<S: std::hash::BuildHasher>(map: papaya::HashMap<Box<[u8]>, u64, S>, iters: u64) {
+    let keys: Vec<Box<[u8]>> = (0..DISTINCT)
+        .map(|index| identity(&format!("key-{index}")))
+        .collect();
+    let pinned = map.pin();
+    for key in &keys {
+        pinned.insert(key.clone(), 0);
+    }
+    let mut next = 0usize;
+    for _ in 0..iters {
+        next = (next + 7_919) % DISTINCT;
+        black_box(pinned.get(&keys[next]));
+    }
+}
+
+/// The store's access pattern on bare papaya: a fresh pin per lookup and a CAS on a 128-bit cell,
+/// as `MemoryStore::apply_plan` does, to find which part makes many-key lookups expensive.
+fn papaya_store_pattern(iters: u64) {
+    use portable_atomic::{AtomicU128, Ordering};
+    let map = papaya::HashMap::with_hasher(foldhash::fast::RandomState::default());
+    let keys: Vec<Box<[u8]>> = (0..DISTINCT)
+        .map(|index| identity(&format!("key-{index}")))
+        .collect();
+    for key in &keys {
+        map.pin()
+            .get_or_insert_with(key.clone(), || AtomicU128::new(0));
+    }
+    let mut next = 0usize;
+    for _ in 0..iters {
+        next = (next + 7_919) % DISTINCT;
+        let pinned = map.pin();
+        if let Some(cell) = pinned.get(&keys[next]) {
+            let seen = cell.load(Ordering::Acquire);
+            black_box(cell.compare_exchange_weak(
+                seen,
+                seen + 1,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ))
+            .ok();
+        }
+    }
+}
+
 fn main() {
     // `cargo bench` appends `--bench`; skip flags so the same binary runs by hand too.
     let args: Vec<String> = std::env::args()
@@ -169,6 +228,22 @@ fn main() {
                 black_box(decide(&rules, &store, &values[next], 1));
             }
         }
+        "papaya/1M/foldhash" => papaya_lookups(
+            papaya::HashMap::with_hasher(foldhash::fast::RandomState::default()),
+            iters,
+        ),
+        "papaya/1M/foldhash/blocking" => papaya_lookups(
+            papaya::HashMap::builder()
+                .hasher(foldhash::fast::RandomState::default())
+                .resize_mode(papaya::ResizeMode::Blocking)
+                .build(),
+            iters,
+        ),
+        "papaya/1M/store-pattern" => papaya_store_pattern(iters),
+        "papaya/1M/sip" => papaya_lookups(
+            papaya::HashMap::with_hasher(std::hash::RandomState::new()),
+            iters,
+        ),
         "service/empty/2" => service(empty(), false, false, 2, iters),
         "service/limited/2" => service(limited(Algorithm::FixedWindow), false, false, 2, iters),
         "service/limited/2/metrics" => {
@@ -183,7 +258,8 @@ fn main() {
                 "usage: callgrind SCENARIO [ITERATIONS]; scenarios: engine/fixed/{{1,2,5}}/hot \
                  engine/sliding/1/hot engine/bucket/1/hot engine/empty/2/hot engine/fixed/1/1M \
                  service/empty/2 service/limited/2 service/limited/2/metrics \
-                 service/limited/2/metrics/codec service/empty/2/metrics/codec"
+                 service/limited/2/metrics/codec service/empty/2/metrics/codec \
+                 papaya/1M/{{foldhash,foldhash/blocking,sip,store-pattern}}"
             );
         }
     }

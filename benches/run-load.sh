@@ -8,7 +8,8 @@
 #
 # Env: QUOTAD / LOADGEN (binaries; default target/release/...), GRPC_PORT (default 18081),
 # HTTP_PORT (18080), SERVER_CPU (0), CLIENT_CPU (1), SERVER_WRAP (a prefix for the server
-# command, e.g. "valgrind --tool=callgrind"), READY_TRIES (startup polls of 0.1 s, default 300).
+# command, e.g. "valgrind --tool=callgrind"), READY_TRIES (startup polls of 0.1 s, default 300),
+# CLIENT=h2load (run h2load with the remaining arguments instead of loadgen).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
@@ -34,5 +35,16 @@ for _ in $(seq "${READY_TRIES:-300}"); do
 done
 curl -fs "http://127.0.0.1:$http_port/ready" >/dev/null || { echo "quotad never became ready" >&2; exit 1; }
 
-taskset -c "${CLIENT_CPU:-1}" "$loadgen" --addr "http://127.0.0.1:$grpc_port" \
-    --server-pid "$server" "$@"
+if [ "${CLIENT:-loadgen}" = h2load ]; then
+    # Cross-check: h2load replays one gRPC-framed body (make it with `loadgen --write-body`);
+    # pass h2load's own flags, e.g. `-n 500000 -c 16 -m 32 -t 1 -d body.bin`. The server's CPU
+    # time is read here since h2load cannot: on-CPU ns summed over its threads.
+    cpu_ns() { cat /proc/"$server"/task/*/schedstat | awk '{sum += $1} END {print sum}'; }
+    before=$(cpu_ns)
+    taskset -c "${CLIENT_CPU:-1}" h2load -H 'content-type: application/grpc' -H 'te: trailers' \
+        "$@" "http://127.0.0.1:$grpc_port/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
+    echo "server_cpu_seconds=$(( ($(cpu_ns) - before) / 1000000 ))e-3"
+else
+    taskset -c "${CLIENT_CPU:-1}" "$loadgen" --addr "http://127.0.0.1:$grpc_port" \
+        --server-pid "$server" "$@"
+fi

@@ -10,6 +10,12 @@ use clap::{Args, Parser, Subcommand};
 use crate::metrics::NearLimitRatio;
 use crate::telemetry::LogFormat;
 
+mod store;
+mod transport;
+
+pub use store::{StoreArgs, StoreArgsError, StoreKind};
+pub use transport::TransportArgs;
+
 /// Exit status of `query` when the server answered OVER_LIMIT (2 is taken by usage errors).
 pub const EXIT_OVER_LIMIT: u8 = 3;
 
@@ -35,6 +41,8 @@ pub struct Cli {
 }
 
 /// The subcommands.
+// Parsed once per process: boxing `serve`'s many flags would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve ShouldRateLimit (and gRPC health) plus the HTTP health check.
@@ -73,6 +81,12 @@ pub struct ServeArgs {
     /// How long the config files must stay unchanged before a change is reloaded.
     #[arg(long, env = "QUOTAD_RELOAD_DEBOUNCE", default_value = "200ms", value_parser = parse_duration)]
     pub reload_debounce: Duration,
+    /// TLS, keepalive, connection age, size and load limits of the gRPC listener.
+    #[command(flatten)]
+    pub transport: TransportArgs,
+    /// Where counters live and what happens when that store fails.
+    #[command(flatten)]
+    pub store: StoreArgs,
 }
 
 /// Flags of `quotad check`.

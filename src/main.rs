@@ -45,6 +45,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         app::ServerConfig::new(args.grpc_addr, args.http_addr, rules, SystemClock);
     server_config.near_limit_ratio = args.near_limit_ratio;
     server_config.drain_delay = args.drain_delay;
+    server_config.grpc = args.transport.settings();
+    server_config.store = args.store.settings()?;
+    server_config.on_store_error = args.store.on_store_error;
     let mut reload = app::ReloadSettings::new(args.config.clone(), loaded.version);
     reload.watch = !args.no_watch;
     reload.debounce = args.reload_debounce;

@@ -37,6 +37,12 @@ pub enum StartError {
     /// The reflection service's descriptors did not decode.
     #[error("cannot build the gRPC reflection service")]
     Reflection(#[source] crate::service::ReflectionError),
+    /// The counter store's settings cannot work.
+    #[error("cannot set up the counter store")]
+    Store(#[source] crate::store::redis::RedisConfigError),
+    /// The TLS certificate, key or client CA files are unusable.
+    #[error("cannot set up TLS for gRPC")]
+    Tls(#[from] super::tls::TlsError),
 }
 
 /// Why serving ended badly.
@@ -48,6 +54,9 @@ pub enum ServeError {
     /// The HTTP server failed.
     #[error("HTTP server failed")]
     Http(#[source] io::Error),
+    /// The TLS certificate watcher failed.
+    #[error("cannot watch the TLS certificates")]
+    TlsWatch(#[source] super::tls::TlsError),
     /// A server task ended although nobody asked it to.
     #[error("{0} stopped unexpectedly")]
     Exited(&'static str),

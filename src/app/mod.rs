@@ -6,11 +6,22 @@
 
 mod background;
 mod errors;
+mod grpc;
 mod server;
 mod settings;
+mod shedding;
 mod signal;
+mod store;
+mod tls;
 
 pub use errors::{ServeError, StartError};
+pub use grpc::{
+    DEFAULT_CONCURRENCY_LIMIT, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUEUE_LIMIT,
+    DEFAULT_SHUTDOWN_GRACE, GrpcSettings,
+};
 pub use server::{RunningServer, start};
 pub use settings::{DEFAULT_SWEEP_INTERVAL, RATE_LIMIT_SERVICE_NAME, ReloadSettings, ServerConfig};
+pub use shedding::{LoadShedding, Shed};
 pub use signal::shutdown_signal;
+pub use store::{DEFAULT_PROBE_INTERVAL, StoreSettings};
+pub use tls::{TlsError, TlsFiles, load as load_tls};

@@ -12,19 +12,19 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::R
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
-use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
-use super::background::{start_reloads, sweep_until_stopped};
+use super::background::start_reloads;
 use super::errors::{ServeError, StartError, TaskResult, expected_exit, task_outcome};
+use super::grpc;
 use super::settings::{RATE_LIMIT_SERVICE_NAME, ServerConfig};
+use super::store::{Memory, Redis, ServedStore, StoreSettings, upkeep_until_stopped};
 use crate::clock::Clock;
 use crate::config::Reloader;
 use crate::http::{self, HttpState, Readiness};
 use crate::metrics::Metrics;
 use crate::service::{RateLimiter, SharedRules, reflection_v1, reflection_v1alpha};
-use crate::store::MemoryStore;
 use crate::telemetry::error_chain;
 
 /// A started server. Dropping it stops the servers without waiting; prefer [`Self::shutdown`].
@@ -36,6 +36,7 @@ pub struct RunningServer {
     metrics: Metrics,
     reloader: Option<Reloader>,
     drain_delay: Duration,
+    shutdown_grace: Duration,
     readiness: Readiness,
     health: HealthReporter,
     stop: watch::Sender<bool>,
@@ -44,13 +45,41 @@ pub struct RunningServer {
 
 /// Binds both listeners and starts serving; returns once both accept connections.
 pub async fn start<C: Clock + Clone>(config: ServerConfig<C>) -> Result<RunningServer, StartError> {
+    // The one place the store is chosen; `serve` is generic over it, so each store gets its
+    // own request path and the memory one pays nothing for Redis being possible.
+    match config.store.clone() {
+        StoreSettings::Memory { max_keys } => {
+            let metrics = new_metrics(&config, Memory::LABEL)?;
+            let store = Memory::new(max_keys, config.sweep_interval, &metrics);
+            serve(config, store, metrics).await
+        }
+        StoreSettings::Redis {
+            config: redis,
+            probe_interval,
+        } => {
+            let metrics = new_metrics(&config, Redis::LABEL)?;
+            let store = Redis::new(&redis, probe_interval, config.clock.clone(), &metrics)?;
+            serve(config, store, metrics).await
+        }
+    }
+}
+
+fn new_metrics<C>(config: &ServerConfig<C>, store: &'static str) -> Result<Metrics, StartError> {
+    Metrics::new(config.near_limit_ratio, store).map_err(StartError::Metrics)
+}
+
+async fn serve<C: Clock + Clone, S: ServedStore>(
+    config: ServerConfig<C>,
+    store: S,
+    metrics: Metrics,
+) -> Result<RunningServer, StartError> {
     let (grpc_listener, grpc_addr) = bind("gRPC", config.grpc_addr).await?;
     let (http_listener, http_addr) = bind("HTTP", config.http_addr).await?;
-    let store = Arc::new(MemoryStore::new());
-    let metrics = Metrics::new(config.near_limit_ratio, "memory").map_err(StartError::Metrics)?;
+    let store = Arc::new(store);
     let limiter = Arc::new(
         RateLimiter::new(config.rules.clone(), store.clone(), config.clock.clone())
-            .with_metrics(metrics.clone()),
+            .with_metrics(metrics.clone())
+            .with_store_error_policy(config.on_store_error),
     );
     let (health, health_service) = tonic_health::server::health_reporter();
     health
@@ -60,17 +89,17 @@ pub async fn start<C: Clock + Clone>(config: ServerConfig<C>) -> Result<RunningS
     let (stop, stopped) = watch::channel(false);
     let mut tasks = JoinSet::new();
 
-    let grpc = tonic::transport::Server::builder()
+    let tls = grpc::start_tls(&config.grpc, &stopped, &mut tasks)?;
+    let rate_limit_service = RateLimitServiceServer::from_arc(limiter.clone())
+        .max_decoding_message_size(config.grpc.max_request_bytes);
+    let router = config
+        .grpc
+        .builder()
         .add_service(health_service)
-        .add_service(RateLimitServiceServer::from_arc(limiter.clone()))
+        .add_service(config.grpc.load_shedding().wrap(rate_limit_service))
         .add_service(reflection_v1().map_err(StartError::Reflection)?)
-        .add_service(reflection_v1alpha().map_err(StartError::Reflection)?)
-        .serve_with_incoming_shutdown(
-            // Without TCP_NODELAY a response written in two pieces waits out the client's
-            // delayed ACK (~40 ms) whenever it is larger than one small segment.
-            TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
-            until_stopped(stopped.clone()),
-        );
+        .add_service(reflection_v1alpha().map_err(StartError::Reflection)?);
+    let grpc = grpc::serve(router, grpc_listener, tls, until_stopped(stopped.clone()));
     let grpc_stopped = stopped.clone();
     tasks.spawn(async move {
         let result = grpc.await.map_err(ServeError::Grpc);
@@ -88,10 +117,13 @@ pub async fn start<C: Clock + Clone>(config: ServerConfig<C>) -> Result<RunningS
     };
     let mut http_state = HttpState::new(readiness.clone(), config.rules.clone())
         .with_metrics(metrics.clone(), {
-            let (metrics, store) = (metrics.clone(), store.clone());
-            move || metrics.set_store_keys(store.stats().keys)
+            let store = store.clone();
+            move || store.publish()
         })
         .with_json(limiter);
+    if let Some(probe) = store.probe() {
+        http_state = http_state.with_store_probe(probe);
+    }
     if let Some(reloader) = &reloader {
         http_state = http_state.with_reloader(reloader.clone());
     }
@@ -111,12 +143,10 @@ pub async fn start<C: Clock + Clone>(config: ServerConfig<C>) -> Result<RunningS
         )
     });
 
-    let sweep_every = config.sweep_interval;
-    tasks.spawn(sweep_until_stopped(
+    tasks.spawn(upkeep_until_stopped(
         store,
         config.clock,
         metrics.clone(),
-        sweep_every,
         stopped,
     ));
 
@@ -129,6 +159,7 @@ pub async fn start<C: Clock + Clone>(config: ServerConfig<C>) -> Result<RunningS
         metrics,
         reloader,
         drain_delay: config.drain_delay,
+        shutdown_grace: config.grpc.shutdown_grace,
         readiness,
         health,
         stop,
@@ -189,7 +220,16 @@ impl RunningServer {
         }
         self.stop.send_replace(true);
         let mut outcome = Ok(());
-        while let Some(ended) = self.tasks.join_next().await {
+        // In-flight calls get the grace period to finish; past it they are cut, not awaited.
+        let mut grace = std::pin::pin!(tokio::time::sleep(self.shutdown_grace));
+        while let Some(ended) = tokio::select! {
+            ended = self.tasks.join_next() => ended,
+            () = &mut grace => {
+                tracing::warn!(grace = ?self.shutdown_grace, "calls still in flight after the shutdown grace; closing");
+                self.tasks.abort_all();
+                None
+            }
+        } {
             if let Err(error) = task_outcome(ended) {
                 tracing::error!(error = %error_chain(&error), "server task failed during shutdown");
                 outcome = outcome.and(Err(error));

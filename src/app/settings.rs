@@ -36,6 +36,12 @@ pub struct ServerConfig<C = SystemClock> {
     pub drain_delay: Duration,
     /// Where the rules came from, for reloads; `None` for rules built in code.
     pub reload: Option<ReloadSettings>,
+    /// Where the counters live: memory (default) or Redis.
+    pub store: super::store::StoreSettings,
+    /// What a request gets when the store fails (default: allowed).
+    pub on_store_error: crate::service::StoreErrorPolicy,
+    /// The gRPC listener's transport: TLS, keepalive, connection age, size and load limits.
+    pub grpc: super::grpc::GrpcSettings,
 }
 
 /// How the rules are reloaded: from which path, and on which triggers (`POST /reload` always).
@@ -78,6 +84,9 @@ impl<C: Clock + Clone> ServerConfig<C> {
             near_limit_ratio: NearLimitRatio::DEFAULT,
             drain_delay: Duration::ZERO,
             reload: None,
+            store: super::store::StoreSettings::default(),
+            on_store_error: crate::service::StoreErrorPolicy::default(),
+            grpc: super::grpc::GrpcSettings::default(),
         }
     }
 }

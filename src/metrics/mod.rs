@@ -5,6 +5,8 @@
 pub mod names;
 mod registry;
 mod rules;
+mod store;
 
 pub use registry::{Method, Metrics, Outcome};
 pub use rules::{InvalidRatio, NearLimitRatio};
+pub use store::{MemoryMetrics, RedisMetrics};

@@ -17,6 +17,10 @@
 //! | `ratelimit_server.ShouldRateLimit.response_time`       | `quotad_request_duration_seconds{…}`          |
 //! | `ratelimit.service.config_load_success` / `_error`     | `quotad_config_reloads_total{result}`         |
 //! | `ratelimit.service.rate_limit.*.redis_error`           | `quotad_store_errors_total{store}`            |
+//!
+//! Redis health has no envoyproxy/ratelimit counterpart: `quotad_store_call_errors_total{store,kind}`,
+//! `quotad_store_call_duration_seconds{store}`, `quotad_store_connected{store}` and
+//! `quotad_store_breaker_open{store}`; the memory store adds `quotad_store_evictions_total{store}`.
 
 use metrics::{Recorder, SharedString, Unit};
 
@@ -44,13 +48,23 @@ pub const CONFIG_VERSION: &str = "quotad_config_version";
 pub const CONFIG_LOADED_AT: &str = "quotad_config_loaded_timestamp_seconds";
 /// Counter keys a store currently holds (expired ones linger until the next sweep).
 pub const STORE_KEYS: &str = "quotad_store_keys";
-/// Store calls that failed; each failed decision answers `UNAVAILABLE`.
+/// Decisions whose store call failed; each was answered by `--on-store-error`.
 pub const STORE_ERRORS: &str = "quotad_store_errors_total";
+/// Failed calls as the store itself counts them, by kind (Redis only).
+pub const STORE_CALL_ERRORS: &str = "quotad_store_call_errors_total";
+/// Time of one store call, connecting and waiting on the breaker included (Redis only).
+pub const STORE_CALL_DURATION: &str = "quotad_store_call_duration_seconds";
+/// 1 while the store's most recent call reached it, 0 after a timeout or a broken connection.
+pub const STORE_CONNECTED: &str = "quotad_store_connected";
+/// 1 while the circuit breaker fails store calls fast, 0 while calls go through.
+pub const STORE_BREAKER_OPEN: &str = "quotad_store_breaker_open";
+/// Live counters the memory store evicted to stay under `--max-keys`.
+pub const STORE_EVICTIONS: &str = "quotad_store_evictions_total";
 /// Always 1; the `version` label carries quotad's version.
 pub const BUILD_INFO: &str = "quotad_build_info";
 
 /// Every metric name above, for tools and tests that check dashboards and alerts against them.
-pub const ALL: [&str; 14] = [
+pub const ALL: [&str; 19] = [
     RULE_HITS,
     RULE_OVER_LIMIT,
     RULE_NEAR_LIMIT,
@@ -64,6 +78,11 @@ pub const ALL: [&str; 14] = [
     CONFIG_LOADED_AT,
     STORE_KEYS,
     STORE_ERRORS,
+    STORE_CALL_ERRORS,
+    STORE_CALL_DURATION,
+    STORE_CONNECTED,
+    STORE_BREAKER_OPEN,
+    STORE_EVICTIONS,
     BUILD_INFO,
 ];
 
@@ -79,6 +98,8 @@ pub const LABEL_OUTCOME: &str = "outcome";
 pub const LABEL_RESULT: &str = "result";
 /// Label: which counter store (`memory`, `redis`).
 pub const LABEL_STORE: &str = "store";
+/// Label: why a store call failed (`timeout`, `connection`, `reply`, `breaker_open`).
+pub const LABEL_KIND: &str = "kind";
 /// Label: quotad's version, on [`BUILD_INFO`].
 pub const LABEL_VERSION: &str = "version";
 
@@ -91,7 +112,7 @@ pub const LATENCY_BUCKETS: [f64; 14] = [
 
 /// Registers the help text and unit of every metric with `recorder`.
 pub(super) fn describe(recorder: &impl Recorder) {
-    let counters: [(&'static str, &'static str); 8] = [
+    let counters: [(&'static str, &'static str); 10] = [
         (RULE_HITS, "Hits counted against a rule."),
         (RULE_OVER_LIMIT, "Hits that found the rule over its limit."),
         (
@@ -108,12 +129,20 @@ pub(super) fn describe(recorder: &impl Recorder) {
             "Decision requests answered, by method and outcome.",
         ),
         (CONFIG_RELOADS, "Configuration reload attempts, by result."),
-        (STORE_ERRORS, "Counter store calls that failed."),
+        (
+            STORE_ERRORS,
+            "Decisions whose counter store call failed (answered by --on-store-error).",
+        ),
+        (STORE_CALL_ERRORS, "Failed counter store calls, by kind."),
+        (
+            STORE_EVICTIONS,
+            "Counters evicted to stay under --max-keys.",
+        ),
     ];
     for (name, help) in counters {
         recorder.describe_counter(name.into(), None, SharedString::const_str(help));
     }
-    let gauges: [(&'static str, Option<Unit>, &'static str); 5] = [
+    let gauges: [(&'static str, Option<Unit>, &'static str); 7] = [
         (
             CONFIG_LAST_RELOAD_SUCCESSFUL,
             None,
@@ -131,6 +160,16 @@ pub(super) fn describe(recorder: &impl Recorder) {
         ),
         (STORE_KEYS, None, "Counter keys the store holds."),
         (
+            STORE_CONNECTED,
+            None,
+            "1 while the store's last call reached it.",
+        ),
+        (
+            STORE_BREAKER_OPEN,
+            None,
+            "1 while the circuit breaker fails store calls fast.",
+        ),
+        (
             BUILD_INFO,
             None,
             "Always 1; labelled with quotad's version.",
@@ -143,5 +182,10 @@ pub(super) fn describe(recorder: &impl Recorder) {
         REQUEST_DURATION.into(),
         Some(Unit::Seconds),
         SharedString::const_str("Time to answer a decision request."),
+    );
+    recorder.describe_histogram(
+        STORE_CALL_DURATION.into(),
+        Some(Unit::Seconds),
+        SharedString::const_str("Time of one counter store call."),
     );
 }

@@ -22,7 +22,7 @@ use crate::clock::Timestamp;
 use crate::config::{ConfigVersion, ReloadFailure, ReloadObserver};
 use crate::engine::{Decision, Request, RuleSet};
 
-const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
+pub(super) const METADATA: Metadata<'static> = Metadata::new(module_path!(), Level::INFO, None);
 
 /// How a decision request reached quotad.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -145,6 +145,10 @@ impl Metrics {
                 Matcher::Full(names::REQUEST_DURATION.into()),
                 &names::LATENCY_BUCKETS,
             )?
+            .set_buckets_for_metric(
+                Matcher::Full(names::STORE_CALL_DURATION.into()),
+                &names::LATENCY_BUCKETS,
+            )?
             .build_recorder();
         let handle = recorder.handle();
         names::describe(&recorder);
@@ -209,6 +213,11 @@ impl Metrics {
     /// Drains histogram buffers; call every few seconds so memory stays bounded between scrapes.
     pub fn run_upkeep(&self) {
         self.inner.handle.run_upkeep();
+    }
+
+    /// The recorder, for series registered outside the fixed set (see `super::store`).
+    pub(super) fn recorder(&self) -> &PrometheusRecorder {
+        &self.inner.recorder
     }
 
     /// The ratio at which allowed hits count as `near_limit`.

@@ -2,6 +2,7 @@
 
 mod convert;
 mod headers;
+mod policy;
 mod reflection;
 mod rls;
 
@@ -10,5 +11,6 @@ pub use convert::{
     wire_unit,
 };
 pub use headers::decorate;
+pub use policy::StoreErrorPolicy;
 pub use reflection::{RLS_FILE_DESCRIPTOR_SET, ReflectionError, reflection_v1, reflection_v1alpha};
 pub use rls::{RateLimiter, SharedRules, shared_rules};

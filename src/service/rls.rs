@@ -1,6 +1,7 @@
 //! Envoy's `RateLimitService` over the engine: one rules snapshot per call, plan, let the store
-//! apply the hits, conclude, answer. Store failures become `UNAVAILABLE` so Envoy's
-//! `failure_mode_deny` can choose between failing open and closed.
+//! apply the hits, conclude, answer. A store failure is answered by the operator's
+//! [`StoreErrorPolicy`]: OK (fail open), OVER_LIMIT, or `UNAVAILABLE` so Envoy's
+//! `failure_mode_deny` chooses.
 
 use std::fmt;
 use std::sync::Arc;
@@ -17,6 +18,7 @@ use crate::store::CounterStore;
 
 use super::convert::response_from_decision;
 use super::headers::decorate;
+use super::policy::StoreErrorPolicy;
 
 /// The rules every call reads; swapping the inner `Arc` publishes a new snapshot atomically.
 pub type SharedRules = Arc<ArcSwap<RuleSet>>;
@@ -32,6 +34,7 @@ pub struct RateLimiter<S: CounterStore, C: Clock> {
     store: Arc<S>,
     clock: C,
     metrics: Option<Metrics>,
+    on_store_error: StoreErrorPolicy,
     default_response: ResponsePolicy,
 }
 
@@ -51,6 +54,7 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
             store,
             clock,
             metrics: None,
+            on_store_error: StoreErrorPolicy::default(),
             default_response: ResponsePolicy::default(),
         }
     }
@@ -59,6 +63,12 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
     /// `over_limit_body` with `policy` (by default: no headers, no body, as envoyproxy/ratelimit).
     pub fn with_default_response(mut self, policy: ResponsePolicy) -> Self {
         self.default_response = policy;
+        self
+    }
+
+    /// The same service, answering store failures by `policy` (fail open by default).
+    pub fn with_store_error_policy(mut self, policy: StoreErrorPolicy) -> Self {
+        self.on_store_error = policy;
         self
     }
 
@@ -90,13 +100,17 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
         // reload's old rules in arc-swap's debt list while it waits.
         let rules = self.rules.load_full();
         let plan = engine::plan(&rules, &request, self.clock.now());
-        let readings = self.store.apply(&plan).await.map_err(|error| {
-            tracing::warn!(%error, domain = request.domain, "counter store failed");
-            self.metrics
-                .as_ref()
-                .inspect(|metrics| metrics.record_store_error());
-            Status::unavailable(error.to_string())
-        })?;
+        let readings = match self.store.apply(&plan).await {
+            Ok(readings) => readings,
+            Err(error) => {
+                let policy = self.on_store_error;
+                tracing::warn!(%error, domain = request.domain, %policy, "counter store failed");
+                self.metrics
+                    .as_ref()
+                    .inspect(|metrics| metrics.record_store_error());
+                return policy.answer(request.descriptors.len(), &error);
+            }
+        };
         let decision = engine::conclude(&plan, &readings);
         if let Some(metrics) = &self.metrics {
             metrics.record_decision(&rules, &request, &decision);
@@ -143,6 +157,7 @@ mod tests {
     use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{
         RateLimitDescriptor, rate_limit_descriptor,
     };
+    use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::Code as WireCode;
     use tonic::Code;
 
     use super::*;
@@ -180,15 +195,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn store_failures_are_unavailable() {
-        let limiter = RateLimiter::new(
-            shared_rules(RuleSet::default()),
-            Arc::new(BrokenStore),
-            clock(),
-        );
-        let status = limiter.decide(&request("api")).await.unwrap_err();
+    async fn store_failures_follow_the_policy() {
+        let limiter = |policy| {
+            RateLimiter::new(
+                shared_rules(RuleSet::default()),
+                Arc::new(BrokenStore),
+                clock(),
+            )
+            .with_store_error_policy(policy)
+        };
+        let status = limiter(StoreErrorPolicy::Error)
+            .decide(&request("api"))
+            .await
+            .unwrap_err();
         assert_eq!(status.code(), Code::Unavailable);
         assert!(status.message().contains("redis down"), "{status:?}");
+        let open = limiter(StoreErrorPolicy::default())
+            .decide(&request("api"))
+            .await
+            .unwrap();
+        assert_eq!(open.overall_code, i32::from(WireCode::Ok));
+        assert_eq!(open.statuses.len(), 1);
+        let closed = limiter(StoreErrorPolicy::Deny)
+            .decide(&request("api"))
+            .await
+            .unwrap();
+        assert_eq!(closed.overall_code, i32::from(WireCode::OverLimit));
+        assert_eq!(closed.statuses[0].code, i32::from(WireCode::OverLimit));
     }
 
     #[tokio::test]

@@ -1,8 +1,8 @@
 //! Helpers for integration tests that need real processes: private `redis-server`s and a small
 //! Redis Cluster on loopback ports, started per test and killed afterwards.
 
-// Each test binary that includes this module uses only some of its helpers.
-#![allow(dead_code)]
+// Each test binary that includes this module uses only some of its helpers (and re-exports).
+#![allow(dead_code, unused_imports)]
 
 pub mod bucket_behaviours;
 pub mod redis_server;
