@@ -11,7 +11,7 @@
 //! - [`metrics`]: Prometheus metric names (described once) and the per-server registry.
 //! - [`query`]: the `quotad query` client — one ShouldRateLimit call, printed.
 //! - [`service`]: tonic adapters — protobuf ⇄ engine conversion and the RateLimitService.
-//! - [`store`]: counter stores behind one trait (in-memory atomics).
+//! - [`store`]: counter stores behind one trait: in-memory atomics (bounded) and Redis / Redis Cluster.
 //! - [`telemetry`]: logging setup (text or JSON on stderr).
 #![warn(
     missing_docs,
