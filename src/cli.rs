@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::engine::HeaderStyle;
 use crate::metrics::NearLimitRatio;
 use crate::telemetry::LogFormat;
 
@@ -81,6 +82,10 @@ pub struct ServeArgs {
     /// How long the config files must stay unchanged before a change is reloaded.
     #[arg(long, env = "QUOTAD_RELOAD_DEBOUNCE", default_value = "200ms", value_parser = parse_duration)]
     pub reload_debounce: Duration,
+    /// Rate-limit headers for domains whose rules choose none: none, legacy, legacy_delta,
+    /// ietf or envoy_ratelimit
+    #[arg(long, env = "QUOTAD_DEFAULT_HEADER_STYLE", default_value = "none", value_parser = parse_header_style)]
+    pub default_header_style: HeaderStyle,
     /// TLS, keepalive, connection age, size and load limits of the gRPC listener.
     #[command(flatten)]
     pub transport: TransportArgs,
@@ -147,6 +152,13 @@ pub fn parse_descriptor(text: &str) -> Result<DescriptorArg, String> {
         })
         .collect::<Result<_, _>>()?;
     Ok(DescriptorArg { entries })
+}
+
+/// Parses a header style as written in the rules' `response_headers.style`.
+pub fn parse_header_style(text: &str) -> Result<HeaderStyle, String> {
+    HeaderStyle::parse(text).ok_or_else(|| {
+        format!("expected one of none, legacy, legacy_delta, ietf, envoy_ratelimit, got {text:?}")
+    })
 }
 
 /// Parses a near-limit ratio such as `0.9`.
@@ -217,6 +229,25 @@ mod tests {
         assert_eq!(parse_ratio("0.9").map(NearLimitRatio::get), Ok(0.9));
         assert!(parse_ratio("0").is_err());
         assert!(parse_ratio("lots").is_err());
+    }
+
+    #[test]
+    fn header_styles_parse_by_their_yaml_names() {
+        assert_eq!(parse_header_style("ietf"), Ok(HeaderStyle::Ietf));
+        let cli = Cli::try_parse_from(["quotad", "serve", "--config", "c.yaml"]).unwrap();
+        let Command::Serve(serve) = cli.command else {
+            panic!("expected serve");
+        };
+        assert_eq!(
+            serve.default_header_style,
+            HeaderStyle::None,
+            "envoyproxy's default"
+        );
+        assert!(
+            parse_header_style("draft")
+                .unwrap_err()
+                .contains("legacy_delta")
+        );
     }
 
     #[test]

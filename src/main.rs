@@ -48,6 +48,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     server_config.grpc = args.transport.settings();
     server_config.store = args.store.settings()?;
     server_config.on_store_error = args.store.on_store_error;
+    server_config.default_response.style = args.default_header_style;
     let mut reload = app::ReloadSettings::new(args.config.clone(), loaded.version);
     reload.watch = !args.no_watch;
     reload.debounce = args.reload_debounce;

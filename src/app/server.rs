@@ -79,7 +79,8 @@ async fn serve<C: Clock + Clone, S: ServedStore>(
     let limiter = Arc::new(
         RateLimiter::new(config.rules.clone(), store.clone(), config.clock.clone())
             .with_metrics(metrics.clone())
-            .with_store_error_policy(config.on_store_error),
+            .with_store_error_policy(config.on_store_error)
+            .with_default_response(config.default_response.clone()),
     );
     let (health, health_service) = tonic_health::server::health_reporter();
     health

@@ -42,6 +42,8 @@ pub struct ServerConfig<C = SystemClock> {
     pub on_store_error: crate::service::StoreErrorPolicy,
     /// The gRPC listener's transport: TLS, keepalive, connection age, size and load limits.
     pub grpc: super::grpc::GrpcSettings,
+    /// Headers and body for domains whose rules choose none (default: none, as envoyproxy).
+    pub default_response: crate::engine::ResponsePolicy,
 }
 
 /// How the rules are reloaded: from which path, and on which triggers (`POST /reload` always).
@@ -87,6 +89,7 @@ impl<C: Clock + Clone> ServerConfig<C> {
             store: super::store::StoreSettings::default(),
             on_store_error: crate::service::StoreErrorPolicy::default(),
             grpc: super::grpc::GrpcSettings::default(),
+            default_response: crate::engine::ResponsePolicy::default(),
         }
     }
 }
