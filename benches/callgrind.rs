@@ -157,7 +157,7 @@ fn papaya_lookups<S: std::hash::BuildHasher>(map: papaya::HashMap<Box<[u8]>, u64
 
 /// The store's access pattern on bare papaya: a fresh pin per lookup and a CAS on a 128-bit cell,
 /// as `MemoryStore::apply_plan` does, to find which part makes many-key lookups expensive.
-fn papaya_store_pattern(iters: u64) {
+fn papaya_store_pattern(iters: u64, pin_each: bool) {
     use portable_atomic::{AtomicU128, Ordering};
     let map = papaya::HashMap::with_hasher(foldhash::fast::RandomState::default());
     let keys: Vec<Box<[u8]>> = (0..DISTINCT)
@@ -168,9 +168,11 @@ fn papaya_store_pattern(iters: u64) {
             .get_or_insert_with(key.clone(), || AtomicU128::new(0));
     }
     let mut next = 0usize;
+    let held = map.pin();
     for _ in 0..iters {
         next = (next + 7_919) % DISTINCT;
-        let pinned = map.pin();
+        let fresh = pin_each.then(|| map.pin());
+        let pinned = fresh.as_ref().unwrap_or(&held);
         if let Some(cell) = pinned.get(&keys[next]) {
             let seen = cell.load(Ordering::Acquire);
             black_box(cell.compare_exchange_weak(
@@ -239,7 +241,8 @@ fn main() {
                 .build(),
             iters,
         ),
-        "papaya/1M/store-pattern" => papaya_store_pattern(iters),
+        "papaya/1M/store-pattern" => papaya_store_pattern(iters, true),
+        "papaya/1M/store-pattern/one-pin" => papaya_store_pattern(iters, false),
         "papaya/1M/sip" => papaya_lookups(
             papaya::HashMap::with_hasher(std::hash::RandomState::new()),
             iters,
@@ -259,7 +262,7 @@ fn main() {
                  engine/sliding/1/hot engine/bucket/1/hot engine/empty/2/hot engine/fixed/1/1M \
                  service/empty/2 service/limited/2 service/limited/2/metrics \
                  service/limited/2/metrics/codec service/empty/2/metrics/codec \
-                 papaya/1M/{{foldhash,foldhash/blocking,sip,store-pattern}}"
+                 papaya/1M/{{foldhash,foldhash/blocking,sip,store-pattern,store-pattern/one-pin}}"
             );
         }
     }
