@@ -9,7 +9,7 @@ use quotad::config::{ConfigError, ConfigErrors, DomainSummary, compile_str, load
 use quotad::engine::{Entry, Policy};
 
 const UNITS: &str = "one of second, minute, hour, day, week, month, year";
-const ALGORITHMS: &str = "one of fixed_window, sliding_window, token_bucket";
+const ALGORITHMS: &str = "one of fixed_window, sliding_window, token_bucket, concurrency";
 
 fn errors(yaml: &str) -> Vec<ConfigError> {
     match compile_str("api.yaml", yaml) {
@@ -70,7 +70,7 @@ fn unknown_keys_name_the_key_and_the_allowed_ones() {
             6,
             7,
             "descriptors[0].rate_limit.requests_per_second",
-            "one of unit, requests_per_unit, unit_multiplier, algorithm, unlimited, name, replaces, soft, calendar, burst",
+            "one of unit, requests_per_unit, unit_multiplier, algorithm, unlimited, name, replaces, soft, calendar, burst, max_in_flight, lease_ttl",
             "unknown key \"requests_per_second\"",
         )]
     );
@@ -670,7 +670,7 @@ fn config_errors_display_one_line_per_error() {
     assert_eq!(
         errors.to_string(),
         "api.yaml:1:9: domain: expected a non-empty domain name, found \"\"\n\
-         api.yaml:2:12: algorithm: expected one of fixed_window, sliding_window, token_bucket, found \"x\""
+         api.yaml:2:12: algorithm: expected one of fixed_window, sliding_window, token_bucket, concurrency, found \"x\""
     );
 }
 

@@ -92,6 +92,11 @@ every_store!(
     token_bucket_reports_exactly_when_to_retry,
     token_bucket_refunds_a_rejected_request,
     token_bucket_is_exact_under_concurrency,
+    concurrency_acquires_up_to_the_maximum_and_releases_exactly_one,
+    concurrency_releases_never_go_below_zero,
+    concurrency_leases_are_forgotten_after_two_generations,
+    concurrency_admits_exactly_the_maximum_under_concurrency,
+    negative_hits_refund_a_window,
 );
 
 /// An admin connection beside the store, of whichever kind the backend is.

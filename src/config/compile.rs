@@ -78,7 +78,16 @@ pub(crate) fn compile_file(file: &str, yaml: &str) -> Result<CompiledFile, Vec<C
         }
     };
     let algorithm = match &raw.algorithm {
-        Some(written) => limits::algorithm(&mut ctx, written, "algorithm").unwrap_or_default(),
+        Some(written) => {
+            let algorithm = limits::algorithm(&mut ctx, written, "algorithm").unwrap_or_default();
+            if algorithm == Algorithm::Concurrency {
+                // It needs max_in_flight, which only a limit can carry.
+                let expected = "a domain default of fixed_window, sliding_window or token_bucket \
+                                (set algorithm: concurrency on the limit)";
+                ctx.report(written.referenced, "algorithm", expected, "\"concurrency\"");
+            }
+            algorithm
+        }
         None => Algorithm::default(),
     };
     let root = match &raw.descriptors {

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use serde_saphyr::Spanned;
 
 use super::compile::Ctx;
+use super::concurrency;
 use super::model::{RawDescriptor, RawLimit};
 use crate::engine::{Algorithm, Limit, Policy, TimeUnit, Window};
 
 const UNITS: &str = "one of second, minute, hour, day, week, month, year";
-const ALGORITHMS: &str = "one of fixed_window, sliding_window, token_bucket";
+const ALGORITHMS: &str = "one of fixed_window, sliding_window, token_bucket, concurrency";
 
 /// One limit entry after checking.
 enum Compiled {
@@ -153,6 +154,9 @@ fn limit(
         other => other.as_ref().map(|name| name.value.as_str()),
     };
     let replaces = replaces(ctx, raw, field, name);
+    if let Some(algorithm) = algorithm.filter(|a| *a != Algorithm::Concurrency) {
+        concurrency::reject_lease_fields(ctx, raw, field, algorithm);
+    }
     if raw
         .unlimited
         .as_ref()
@@ -185,6 +189,19 @@ fn limit(
             }
         }
         return (ctx.error_count() == errors_before).then_some(Compiled::Unlimited);
+    }
+    if algorithm == Some(Algorithm::Concurrency) {
+        let (max_in_flight, lease) = concurrency::lease_limit(ctx, at, raw, field)?;
+        let replaces = replaces?;
+        return (ctx.error_count() == errors_before).then(|| {
+            let limit = Limit::concurrency(max_in_flight, lease);
+            Compiled::Limited(Limit {
+                name: name.map(Arc::from),
+                replaces,
+                soft: raw.soft.unwrap_or(false),
+                ..limit
+            })
+        });
     }
     let unit = match &raw.unit {
         None => {

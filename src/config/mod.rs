@@ -2,6 +2,7 @@
 //! the engine's immutable `RuleSet`, with every problem collected and located.
 
 mod compile;
+mod concurrency;
 mod error;
 mod limits;
 mod load;

@@ -97,6 +97,10 @@ pub(crate) struct RawLimit {
     pub(crate) calendar: Option<Spanned<bool>>,
     /// quotad extension: a token bucket's capacity (hits admitted at once from a full bucket).
     pub(crate) burst: Option<Spanned<u32>>,
+    /// quotad extension: a concurrency limit's most leases held at once.
+    pub(crate) max_in_flight: Option<Spanned<u32>>,
+    /// quotad extension: how long a concurrency lease lives without its release (`5m`).
+    pub(crate) lease_ttl: Option<Spanned<String>>,
 }
 
 /// One entry of `replaces`.

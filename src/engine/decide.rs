@@ -8,6 +8,11 @@
 //! ([`Plan::refund_if_rejected`]), so a blocked caller is not kept blocked by its own retries;
 //! between the two steps a concurrent request may see the extra hits (a brief, bounded
 //! over-count, never an under-count).
+//!
+//! Concurrency leases are the exception: a rejected acquire stays counted whatever the domain
+//! says, because Envoy (verified with 1.40) sends the stream-done release for requests it
+//! answered with 429 too; refunding the acquire as well would free someone else's lease.
+//! A descriptor sent with `is_negative_hits` gives its hits back and is never over the limit.
 
 use std::ops::Range;
 use std::time::Duration;
@@ -17,15 +22,16 @@ use smallvec::SmallVec;
 use crate::clock::Timestamp;
 
 use super::bucket::BucketParams;
+use super::identity::counter_update;
 use super::limit::{Algorithm, Limit, Window};
-use super::request::{Entry, Request};
-use super::rules::{DomainRules, Policy, Rule, RuleSet};
+use super::request::Request;
+use super::rules::{Policy, Rule, RuleSet};
 use super::window::{Assessment, CounterReading, assess};
 
 /// One counter a request touches: which key, which window, and how many hits to add.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CounterUpdate {
-    key: Range<usize>,
+    pub(super) key: Range<usize>,
     /// Index of the window `now` falls in (grows by one per window).
     pub window_index: u64,
     /// Length of the window in nanoseconds (the longest one for calendar windows).
@@ -36,7 +42,8 @@ pub struct CounterUpdate {
     pub algorithm: Algorithm,
     /// Hits to add (0 reads without consuming).
     pub hits: u64,
-    /// Give `hits` back instead of adding them (only within the same window; never below 0).
+    /// Give `hits` back instead of adding them, never below 0: windows and buckets only within
+    /// the same window; concurrency leases from the older generation first, then the newer.
     pub refund: bool,
     /// For token buckets, the bucket's parameters (the threshold-dependent part a store needs
     /// to decide admission atomically); `None` for windows.
@@ -90,7 +97,7 @@ impl<'r> Plan<'r> {
 
     /// Each counter's identity (bytes that exclude the threshold, so a changed limit keeps its
     /// count) with its update. Identities are `domain, entries…` length-prefixed, then the
-    /// window length and algorithm tag; [`shard_key`] strips that suffix.
+    /// window length and algorithm tag; [`super::shard_key`] strips that suffix.
     pub fn counters(&self) -> impl ExactSizeIterator<Item = (&[u8], &CounterUpdate)> {
         self.counters
             .iter()
@@ -117,7 +124,9 @@ impl<'r> Plan<'r> {
                 Some(_) => reading.current != reading.previous,
                 None => true,
             };
-            update.hits > 0 && charged
+            // Envoy releases a rejected acquire itself at stream done (see the module doc).
+            let lease = update.algorithm == Algorithm::Concurrency;
+            update.hits > 0 && charged && !update.refund && !lease
         });
         for update in &mut refund.counters {
             update.refund = true;
@@ -238,7 +247,10 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
                 hits,
                 now,
             );
-            plan.counters.push(update);
+            plan.counters.push(CounterUpdate {
+                refund: descriptor.refund,
+                ..update
+            });
             plan.overrides.push(limit);
             let source = LimitSource::Override(plan.overrides.len() - 1);
             Planned::Limited {
@@ -262,7 +274,10 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
                                 hits,
                                 now,
                             );
-                            plan.counters.push(update);
+                            plan.counters.push(CounterUpdate {
+                                refund: descriptor.refund,
+                                ..update
+                            });
                         }
                         if kept.is_empty() {
                             Planned::NoRule
@@ -299,8 +314,12 @@ pub fn conclude<'p>(plan: &'p Plan<'_>, readings: &[CounterReading]) -> Decision
                     .filter_map(|&(source, counter)| {
                         let limit = plan.limit(source)?;
                         let reading = readings.get(counter).copied().unwrap_or_default();
-                        let hits = plan.counters.get(counter).map_or(0, |update| update.hits);
-                        Some((limit, assess(limit, reading, hits, plan.now)))
+                        let update = plan.counters.get(counter);
+                        let hits = update.map_or(0, |update| update.hits);
+                        let mut assessment = assess(limit, reading, hits, plan.now);
+                        // Giving hits back never makes anything over its limit.
+                        assessment.over_limit &= !update.is_some_and(|update| update.refund);
+                        Some((limit, assessment))
                     })
                     .collect();
                 let Some(reported) = reported_limit(&checked) else {
@@ -392,51 +411,4 @@ fn is_replaced(limit: &Limit, matched: &[Option<&Rule>]) -> bool {
             .any(|other| other.replaces.iter().any(|replaced| replaced == name)),
         Policy::Unlimited => false,
     })
-}
-
-/// Appends the counter identity for (domain, descriptor entries, window, algorithm) to `keys`.
-///
-/// Strings are length-prefixed so no value can forge another key; the threshold is left out.
-fn counter_update(
-    keys: &mut Vec<u8>,
-    domain: &DomainRules,
-    entries: &[Entry<'_>],
-    limit: &Limit,
-    hits: u64,
-    now: Timestamp,
-) -> CounterUpdate {
-    let start = keys.len();
-    push_str(keys, domain.name());
-    for entry in entries {
-        push_str(keys, entry.key);
-        push_str(keys, entry.value);
-    }
-    let window_nanos = limit.window.nanos();
-    keys.extend_from_slice(&window_nanos.to_le_bytes());
-    keys.push(limit.algorithm.tag() | if limit.window.is_calendar() { 0x80 } else { 0 });
-    CounterUpdate {
-        key: start..keys.len(),
-        window_index: limit.window.bounds(now).index,
-        window_nanos,
-        window: limit.window,
-        algorithm: limit.algorithm,
-        hits,
-        refund: false,
-        bucket: (limit.algorithm == Algorithm::TokenBucket).then(|| limit.bucket()),
-    }
-}
-
-/// Bytes of a counter identity after the descriptor part: window nanos (u64) and algorithm tag.
-const IDENTITY_SUFFIX: usize = 8 + 1;
-
-/// The descriptor part of a counter identity: every limit of one request descriptor shares it,
-/// so a sharded store (Redis Cluster) can keep them on one shard.
-pub fn shard_key(identity: &[u8]) -> &[u8] {
-    &identity[..identity.len().saturating_sub(IDENTITY_SUFFIX)]
-}
-
-fn push_str(keys: &mut Vec<u8>, text: &str) {
-    let length = u32::try_from(text.len()).unwrap_or(u32::MAX);
-    keys.extend_from_slice(&length.to_le_bytes());
-    keys.extend_from_slice(text.as_bytes());
 }

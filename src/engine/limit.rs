@@ -178,6 +178,9 @@ pub enum Algorithm {
     SlidingWindow,
     /// A token bucket (GCRA): `requests_per_unit` per window as a steady rate, plus a burst.
     TokenBucket,
+    /// Requests in flight: a hit acquires a lease, a refund releases one; the window is the
+    /// lease TTL and `requests_per_unit` the most leases held at once (`max_in_flight`).
+    Concurrency,
 }
 
 impl Algorithm {
@@ -187,6 +190,7 @@ impl Algorithm {
             Algorithm::FixedWindow => "fixed_window",
             Algorithm::SlidingWindow => "sliding_window",
             Algorithm::TokenBucket => "token_bucket",
+            Algorithm::Concurrency => "concurrency",
         }
     }
 
@@ -196,6 +200,7 @@ impl Algorithm {
             Algorithm::FixedWindow,
             Algorithm::SlidingWindow,
             Algorithm::TokenBucket,
+            Algorithm::Concurrency,
         ]
         .into_iter()
         .find(|algorithm| algorithm.name() == name)
@@ -207,6 +212,7 @@ impl Algorithm {
             Algorithm::FixedWindow => b'f',
             Algorithm::SlidingWindow => b's',
             Algorithm::TokenBucket => b't',
+            Algorithm::Concurrency => b'c',
         }
     }
 }
@@ -242,6 +248,12 @@ impl Limit {
             soft: false,
             burst: None,
         }
+    }
+
+    /// A concurrency limit: at most `max_in_flight` leases at once, each forgotten one to two
+    /// `lease` windows after it was taken if its release never arrives.
+    pub fn concurrency(max_in_flight: u32, lease: Window) -> Self {
+        Self::new(max_in_flight, lease).with_algorithm(Algorithm::Concurrency)
     }
 
     /// This limit as a token bucket holding `burst` hits when full.

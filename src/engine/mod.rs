@@ -4,6 +4,7 @@
 mod bucket;
 mod calendar;
 mod decide;
+mod identity;
 mod limit;
 mod request;
 mod response;
@@ -11,10 +12,13 @@ mod rules;
 mod window;
 
 #[cfg(test)]
+mod concurrency_tests;
+#[cfg(test)]
 mod tests;
 
 pub use bucket::BucketParams;
-pub use decide::{CounterUpdate, Decision, DescriptorDecision, Plan, conclude, plan, shard_key};
+pub use decide::{CounterUpdate, Decision, DescriptorDecision, Plan, conclude, plan};
+pub use identity::shard_key;
 pub use limit::{Algorithm, Limit, TimeUnit, Window, WindowBounds};
 pub use request::{Descriptor, Entry, LimitOverride, Request};
 pub use response::{

@@ -33,6 +33,9 @@ pub struct Descriptor<'a> {
     pub hits: Option<u64>,
     /// A caller-supplied limit for this descriptor, if any.
     pub limit_override: Option<LimitOverride>,
+    /// Give the hits back instead of adding them (Envoy's `is_negative_hits`): a refund for
+    /// windows and buckets, a release for concurrency leases. Never over the limit.
+    pub refund: bool,
 }
 
 impl<'a> Descriptor<'a> {
@@ -45,7 +48,14 @@ impl<'a> Descriptor<'a> {
                 .collect(),
             hits: None,
             limit_override: None,
+            refund: false,
         }
+    }
+
+    /// This descriptor giving its hits back (a refund, or a concurrency release).
+    pub fn refunding(mut self) -> Self {
+        self.refund = true;
+        self
     }
 
     /// This descriptor with a caller-supplied limit.

@@ -9,6 +9,10 @@
 //! the previous window's hits were spread evenly; when they bunched at its end, a rolling
 //! window may briefly hold up to `limit + previous × elapsed / window` hits (never more than
 //! twice the limit), while every epoch-aligned window still holds at most `limit` admitted hits.
+//!
+//! Concurrency limits count leases in two generations of the lease TTL: in flight is
+//! `previous + current`, and `duration_until_reset` is the time until the current generation
+//! ends (when the oldest generation's forgotten leases, if any, stop counting).
 
 use std::time::Duration;
 
@@ -25,7 +29,8 @@ use super::limit::{Algorithm, Limit};
 pub struct CounterReading {
     /// Hits in the current window, including the ones just applied.
     pub current: u64,
-    /// Hits in the window just before it (read only for sliding windows; 0 otherwise).
+    /// Hits in the window just before it (read only for sliding windows and concurrency
+    /// leases; 0 otherwise).
     pub previous: u64,
 }
 
@@ -55,6 +60,7 @@ pub fn assess(limit: &Limit, reading: CounterReading, hits: u64, now: Timestamp)
     let until_window_end = bounds.end.saturating_sub(now.as_nanos());
     let used = match limit.algorithm {
         Algorithm::FixedWindow | Algorithm::TokenBucket => reading.current,
+        Algorithm::Concurrency => reading.current.saturating_add(reading.previous),
         Algorithm::SlidingWindow => {
             let carried =
                 u128::from(reading.previous) * u128::from(until_window_end) / u128::from(length);
@@ -217,6 +223,17 @@ mod tests {
         // 20 counted hits (rejected ones count too) decay to 9 only after t = 30 s + 1 ns.
         let crowded = assess(&sliding(10), reading(20, 0), 1, now);
         assert_eq!(crowded.reset.as_nanos() as u64, 40 * SECOND + 1);
+    }
+
+    #[test]
+    fn concurrency_counts_both_generations_and_resets_at_the_generation_end() {
+        let lease = Window::new(TimeUnit::Minute, std::num::NonZeroU32::new(5).unwrap());
+        let limit = Limit::concurrency(5, lease);
+        let now = Timestamp::from_secs(300 + 60);
+        let full = assess(&limit, reading(2, 3), 1, now);
+        assert_eq!((full.used, full.remaining, full.over_limit), (5, 0, false));
+        assert_eq!(full.reset, Duration::from_secs(240));
+        assert!(assess(&limit, reading(3, 3), 1, now).over_limit);
     }
 
     #[test]

@@ -93,21 +93,11 @@ pub enum InvalidRequest {
         /// The unit number as sent.
         unit: i32,
     },
-    /// A descriptor asked to give hits back, which quotad does not do yet.
-    #[error("descriptor {descriptor}: is_negative_hits is not supported yet")]
-    NegativeHits {
-        /// Index of the descriptor in the request.
-        descriptor: usize,
-    },
 }
 
 impl From<InvalidRequest> for Status {
     fn from(error: InvalidRequest) -> Self {
-        match error {
-            // Refusing is safer than counting a refund as a hit, which would double-charge.
-            InvalidRequest::NegativeHits { .. } => Status::unimplemented(error.to_string()),
-            _ => Status::invalid_argument(error.to_string()),
-        }
+        Status::invalid_argument(error.to_string())
     }
 }
 
@@ -200,9 +190,6 @@ fn descriptor_from_wire<'a>(
             max: limits.max_entries,
         });
     }
-    if wire.is_negative_hits {
-        return Err(InvalidRequest::NegativeHits { descriptor: index });
-    }
     let entries = wire
         .entries
         .iter()
@@ -251,6 +238,8 @@ fn descriptor_from_wire<'a>(
                 })
             })
             .transpose()?,
+        // Envoy's refund (a stream-done action with `is_negative_hits`): give the hits back.
+        refund: wire.is_negative_hits,
     })
 }
 

@@ -8,6 +8,7 @@
 mod binary;
 mod bootstrap;
 mod examples;
+mod held;
 mod process;
 mod stack;
 
@@ -16,6 +17,7 @@ pub use bootstrap::{Bootstrap, Listener, Route, indent};
 pub use examples::{
     envoy_filter_patch, examples_dir, istio_bootstrap, localize, yaml_documents, yaml_files,
 };
+pub use held::HeldUpstream;
 pub use process::{DEADLINE, Envoy};
 pub use stack::{
     POLL, Reply, START, Stack, compile, eventually, http_client, send, start_quotad,

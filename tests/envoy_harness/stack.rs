@@ -193,23 +193,36 @@ impl Stack {
     /// Starts quotad with `rules`, an upstream, and Envoy with `listeners`.
     pub async fn start(envoy: &Path, rules: &str, listeners: Vec<Listener>) -> Stack {
         let (quotad, clock) = start_quotad(rules).await;
-        Self::around(envoy, quotad, clock, listeners).await
+        let upstream = start_upstream().await;
+        Self::around(envoy, quotad, clock, upstream, listeners).await
+    }
+
+    /// Like [`Stack::start`], with Envoy forwarding to the given `upstream`.
+    pub async fn start_with_upstream(
+        envoy: &Path,
+        rules: &str,
+        upstream: SocketAddr,
+        listeners: Vec<Listener>,
+    ) -> Stack {
+        let (quotad, clock) = start_quotad(rules).await;
+        Self::around(envoy, quotad, clock, upstream, listeners).await
     }
 
     /// Starts quotad watching the rules under `path` (see [`start_quotad_watching`]), an
     /// upstream, and Envoy with `listeners`.
     pub async fn start_watching(envoy: &Path, path: &Path, listeners: Vec<Listener>) -> Stack {
         let (quotad, clock) = start_quotad_watching(path).await;
-        Self::around(envoy, quotad, clock, listeners).await
+        let upstream = start_upstream().await;
+        Self::around(envoy, quotad, clock, upstream, listeners).await
     }
 
     async fn around(
         envoy: &Path,
         quotad: RunningServer,
         clock: ManualClock,
+        upstream: SocketAddr,
         listeners: Vec<Listener>,
     ) -> Stack {
-        let upstream = start_upstream().await;
         let bootstrap = Bootstrap::new(quotad.grpc_addr(), upstream, listeners);
         let envoy = Envoy::start(envoy, &bootstrap.render()).await;
         Stack {

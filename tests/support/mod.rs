@@ -5,5 +5,6 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod bucket_behaviours;
+pub mod concurrency_behaviours;
 pub mod redis_server;
 pub mod store_behaviours;

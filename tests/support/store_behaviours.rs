@@ -18,6 +18,12 @@ pub use super::bucket_behaviours::{
     token_bucket_admits_the_burst_then_the_rate, token_bucket_is_exact_under_concurrency,
     token_bucket_refunds_a_rejected_request, token_bucket_reports_exactly_when_to_retry,
 };
+pub use super::concurrency_behaviours::{
+    concurrency_acquires_up_to_the_maximum_and_releases_exactly_one,
+    concurrency_admits_exactly_the_maximum_under_concurrency,
+    concurrency_leases_are_forgotten_after_two_generations,
+    concurrency_releases_never_go_below_zero, negative_hits_refund_a_window,
+};
 
 /// Aligned to minutes, hours, 5-minute and 2-hour windows, so tests can reason about boundaries.
 pub const T0: u64 = 1_699_999_200;

@@ -105,12 +105,16 @@ fn invalid_requests_name_what_is_wrong() {
 }
 
 #[test]
-fn negative_hits_are_refused_not_counted() {
+fn negative_hits_become_a_refunding_descriptor() {
     let mut refund = wire_descriptor(&[("k", "v")]);
     refund.is_negative_hits = true;
-    let error = refusal(&wire_request("api", vec![refund]));
-    assert_eq!(error, InvalidRequest::NegativeHits { descriptor: 0 });
-    assert_eq!(Status::from(error).code(), GrpcCode::Unimplemented);
+    let wire = wire_request("api", vec![refund, wire_descriptor(&[("k", "w")])]);
+    let request = Request::try_from(&wire).expect("a refund is a valid request");
+    assert!(request.descriptors[0].refund);
+    assert!(
+        !request.descriptors[1].refund,
+        "only the flagged descriptor"
+    );
 }
 
 /// The mapping reads only these fields, so the rule is left out.

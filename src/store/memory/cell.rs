@@ -1,6 +1,8 @@
 //! One counter cell: a 128-bit atomic holding `[window tag | previous count | current count]`
 //! for windows, or a token bucket's theoretical arrival time, updated by compare-and-swap; and
 //! the dead mark the sweeper and the evictor set so racing requests retry on a fresh cell.
+//! Concurrency leases use the window shape: a generation of the lease TTL per window, leases
+//! taken in it in `current`, the generation before in `previous`.
 
 use portable_atomic::{AtomicU64, AtomicU128, Ordering};
 
@@ -78,11 +80,35 @@ impl WindowState {
         }
     }
 
+    /// The state after releasing `hits` concurrency leases at generation `tag`: rotated as an
+    /// acquire would rotate it, then taken from the older generation first (its leases are the
+    /// likeliest to be the ones ending), never below 0 in either.
+    fn release(self, tag: u32, hits: u64) -> Self {
+        let rotated = self.add(tag, 0);
+        let from_previous = hits.min(rotated.previous);
+        Self {
+            previous: rotated.previous - from_previous,
+            current: rotated.current.saturating_sub(hits - from_previous),
+            ..rotated
+        }
+    }
+
     /// Whether nothing in this state can matter at window `tag` (neither current nor previous).
     fn expired_at(self, tag: u32) -> bool {
         let behind = tag.wrapping_sub(self.tag);
         behind >= 2 && (behind as i32) > 0
     }
+}
+
+/// What an update does to a window cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// Count hits (or acquire leases) in the current window.
+    Add,
+    /// Give hits back to the window they were counted in.
+    Refund,
+    /// Release concurrency leases, oldest generation first.
+    Release,
 }
 
 /// One counter: its packed window state (or bucket TAT), when it was last used (for the
@@ -128,11 +154,16 @@ impl Cell {
         if let Some(bucket) = update.bucket {
             return self.apply_bucket(bucket, now.as_nanos(), update.hits, update.refund);
         }
-        let state = self.apply(update.window_index as u32, update.hits, update.refund)?;
+        let op = match (update.refund, update.algorithm) {
+            (false, _) => Op::Add,
+            (true, Algorithm::Concurrency) => Op::Release,
+            (true, _) => Op::Refund,
+        };
+        let state = self.apply(update.window_index as u32, update.hits, op)?;
         Some(CounterReading {
             current: state.current,
             previous: match update.algorithm {
-                Algorithm::SlidingWindow => state.previous,
+                Algorithm::SlidingWindow | Algorithm::Concurrency => state.previous,
                 Algorithm::FixedWindow | Algorithm::TokenBucket => 0,
             },
         })
@@ -176,19 +207,19 @@ impl Cell {
         }
     }
 
-    /// Adds (or with `refund`, gives back) `hits` in window `tag`; `None` when the sweeper
-    /// reclaimed this cell first.
-    fn apply(&self, tag: u32, hits: u64, refund: bool) -> Option<WindowState> {
+    /// Applies `op` with `hits` in window `tag`; `None` when the sweeper reclaimed this cell
+    /// first.
+    fn apply(&self, tag: u32, hits: u64, op: Op) -> Option<WindowState> {
         let mut seen = self.state.load(Ordering::Acquire);
         loop {
             if seen == DEAD {
                 return None;
             }
             let state = WindowState::unpack(seen);
-            let next = if refund {
-                state.refund(tag, hits)
-            } else {
-                state.add(tag, hits)
+            let next = match op {
+                Op::Add => state.add(tag, hits),
+                Op::Refund => state.refund(tag, hits),
+                Op::Release => state.release(tag, hits),
             };
             if hits == 0 {
                 // A zero-hit request only reads: report what the state would be, write nothing.
@@ -230,90 +261,4 @@ impl Cell {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn state_round_trips_through_packing() {
-        let state = WindowState {
-            tag: 0xDEAD_BEEF,
-            previous: COUNT_MAX,
-            current: 7,
-        };
-        assert_eq!(WindowState::unpack(state.pack()), state);
-        assert_ne!(state.pack(), DEAD);
-    }
-
-    #[test]
-    fn windows_rotate_and_reset() {
-        let start = WindowState::unpack(0).add(10, 3);
-        assert_eq!((start.tag, start.previous, start.current), (10, 0, 3));
-        let same = start.add(10, 2);
-        assert_eq!(same.current, 5);
-        let next = same.add(11, 1);
-        assert_eq!((next.previous, next.current), (5, 1));
-        let much_later = next.add(20, 4);
-        assert_eq!((much_later.previous, much_later.current), (0, 4));
-        let clock_behind = much_later.add(19, 1);
-        assert_eq!((clock_behind.tag, clock_behind.current), (20, 5));
-    }
-
-    #[test]
-    fn refunds_stay_in_their_window_and_never_go_below_zero() {
-        let state = WindowState::unpack(0).add(10, 5);
-        assert_eq!(state.refund(10, 2).current, 3);
-        assert_eq!(state.refund(10, 9).current, 0);
-        assert_eq!(
-            state.refund(9, 2),
-            state,
-            "a refund for a window not held is ignored"
-        );
-        let rotated = state.add(11, 1);
-        assert_eq!(
-            rotated.refund(10, 2).previous,
-            3,
-            "the previous window gets its hits back"
-        );
-    }
-
-    #[test]
-    fn counts_saturate_without_wrapping() {
-        let state = WindowState::unpack(0).add(1, u64::MAX).add(1, u64::MAX);
-        assert_eq!(state.current, COUNT_MAX);
-    }
-
-    #[test]
-    fn tags_wrap_around_u32() {
-        let fresh = WindowState {
-            tag: u32::MAX,
-            previous: 0,
-            current: 0,
-        };
-        let state = fresh.add(u32::MAX, 2).add(0, 1);
-        assert_eq!((state.tag, state.previous, state.current), (0, 2, 1));
-        assert!(!state.expired_at(1));
-        assert!(state.expired_at(2));
-    }
-
-    #[test]
-    fn a_dead_cell_refuses_updates() {
-        let start = WindowState {
-            tag: 5,
-            previous: 0,
-            current: 0,
-        };
-        let cell = Cell {
-            state: AtomicU128::new(start.pack()),
-            last_used: AtomicU64::new(0),
-            window: Window::of(crate::engine::TimeUnit::Second),
-            bucket: false,
-        };
-        assert!(cell.apply(5, 1, false).is_some());
-        assert!(
-            !cell.kill_if_expired(Timestamp::from_secs(6)),
-            "previous window still counts"
-        );
-        assert!(cell.kill_if_expired(Timestamp::from_secs(7)));
-        assert_eq!(cell.apply(7, 1, false), None);
-    }
-}
+mod tests;

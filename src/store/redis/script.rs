@@ -29,15 +29,16 @@ pub(crate) const COUNT_MAX: u64 = (1 << 48) - 2;
 ///   4. window: TTL in milliseconds (two of the longest window lengths: the previous window
 ///      still counts for sliding windows, and nothing older ever does) — bucket: unused, the
 ///      key lives until its TAT has passed (a full bucket needs no state);
-///   5. 0 to add the hits, 1 to give them back (a rejected request's refund);
+///   5. 0 to add the hits, 1 to give them back (a refund), 2 to release concurrency leases;
 ///   6. bucket: its capacity in hits — window: unused.
 ///
 /// A window key holds `"<window index>:<previous>:<current>"`. Adding in the same window (or
 /// one ahead: another replica's clock crossed first) counts into current; the next window
 /// rotates current into previous; any other window starts afresh. A refund subtracts from the
 /// window the hits went to (current, or previous once the key has rotated), never below 0, and
-/// leaves other windows alone. Keys are handled in KEYS order, so a key listed twice sees its
-/// first update.
+/// leaves other windows alone. A release (concurrency leases: one window per lease-TTL
+/// generation) first rotates as an add would, then subtracts from previous, then from current,
+/// never below 0. Keys are handled in KEYS order, so a key listed twice sees its first update.
 ///
 /// A bucket key holds its theoretical arrival time as `"b:<seconds>:<nanoseconds>"`. The
 /// script works in nanoseconds relative to now, which Lua's doubles hold exactly for buckets
@@ -57,7 +58,8 @@ for i, key in ipairs(KEYS) do
   local base = 2 + 6 * (i - 1)
   local kind = tonumber(ARGV[base + 1])
   local hits = tonumber(ARGV[base + 3])
-  local refund = ARGV[base + 5] == '1'
+  local refund = ARGV[base + 5] ~= '0'
+  local release = ARGV[base + 5] == '2'
   local value = redis.call('GET', key)
   if kind == 1 then
     local interval = tonumber(ARGV[base + 2])
@@ -99,7 +101,17 @@ for i, key in ipairs(KEYS) do
         found = true
       end
     end
-    if refund then
+    if release then
+      local behind = tag - kept
+      if behind == 1 then
+        kept, previous, current = tag, current, 0
+      elseif behind ~= 0 and behind ~= -1 then
+        kept, previous, current = tag, 0, 0
+      end
+      local from_previous = math.min(hits, previous)
+      previous = previous - from_previous
+      current = math.max(current - (hits - from_previous), 0)
+    elseif refund then
       if kept == tag then
         current = math.max(current - hits, 0)
       elseif kept == tag + 1 then
@@ -187,7 +199,11 @@ impl Batch {
     pub(crate) fn push(&mut self, position: usize, key: Vec<u8>, update: &CounterUpdate) {
         let ttl_millis = (update.window_nanos / 1_000_000).saturating_mul(2).max(1);
         self.keys.push(key);
-        let refund = u64::from(update.refund);
+        let refund = match (update.refund, update.algorithm) {
+            (false, _) => 0,
+            (true, Algorithm::Concurrency) => 2,
+            (true, _) => 1,
+        };
         let hits = update.hits.min(COUNT_MAX);
         self.args.extend(match update.bucket {
             Some(bucket) => [
@@ -240,7 +256,7 @@ impl Batch {
                     current: absolute(pair[0]),
                     previous: absolute(pair[1]),
                 },
-                Algorithm::SlidingWindow => CounterReading {
+                Algorithm::SlidingWindow | Algorithm::Concurrency => CounterReading {
                     current: pair[0],
                     previous: pair[1],
                 },
