@@ -2,6 +2,7 @@
 //! or Cluster — and what a request gets when the store fails. Kept apart from the other flags
 //! because together they build one [`StoreSettings`] and one [`StoreErrorPolicy`].
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -30,12 +31,16 @@ pub struct StoreArgs {
     #[arg(long, env = "QUOTAD_STORE", value_enum, default_value_t = StoreKind::Memory)]
     pub store: StoreKind,
     /// Redis URL: `redis://[user:pass@]host:6379[/db]`, `unix:///path`, or
-    /// `redis+cluster://[user:pass@]h1:p1,h2:p2` for Redis Cluster.
+    /// `redis+cluster://[user:pass@]h1:p1,h2:p2` for Redis Cluster; `rediss://` and
+    /// `rediss+cluster://` for TLS (`#insecure` at the end skips certificate checks: tests only).
     #[arg(long, env = "QUOTAD_REDIS_URL", conflicts_with = "redis_cluster_nodes")]
     pub redis_url: Option<String>,
     /// Redis Cluster seed nodes as `h1:p1,h2:p2` (an alternative to a `redis+cluster://` URL).
     #[arg(long, env = "QUOTAD_REDIS_CLUSTER_NODES")]
     pub redis_cluster_nodes: Option<String>,
+    /// PEM CA bundle that `rediss://` servers must chain to, instead of the system trust store.
+    #[arg(long, env = "QUOTAD_REDIS_TLS_CA")]
+    pub redis_tls_ca: Option<PathBuf>,
     /// Longest one Redis call may take, connecting included (`50ms`); then `--on-store-error`.
     #[arg(long, env = "QUOTAD_REDIS_TIMEOUT", default_value = "50ms", value_parser = parse_duration)]
     pub redis_timeout: Duration,
@@ -57,6 +62,14 @@ pub enum StoreArgsError {
     /// Redis flags given while counting in memory: the replicas would not share a budget.
     #[error("{0} is set but --store is memory; add --store redis to count in Redis")]
     RedisFlagWithMemory(&'static str),
+    /// The `--redis-tls-ca` file cannot be read.
+    #[error("cannot read --redis-tls-ca {path:?}: {reason}")]
+    TlsCa {
+        /// The file named.
+        path: PathBuf,
+        /// What the read failed with.
+        reason: String,
+    },
     /// The URL or node list cannot work.
     #[error(transparent)]
     Redis(#[from] RedisConfigError),
@@ -72,6 +85,9 @@ impl StoreArgs {
             if self.redis_cluster_nodes.is_some() {
                 return Err(StoreArgsError::RedisFlagWithMemory("--redis-cluster-nodes"));
             }
+            if self.redis_tls_ca.is_some() {
+                return Err(StoreArgsError::RedisFlagWithMemory("--redis-tls-ca"));
+            }
             return Ok(StoreSettings::Memory {
                 max_keys: self.max_keys,
             });
@@ -80,6 +96,16 @@ impl StoreArgs {
             (Some(url), _) => RedisStoreConfig::from_url(url)?,
             (None, Some(nodes)) => cluster_nodes(nodes)?,
             (None, None) => return Err(StoreArgsError::NoRedisTarget),
+        };
+        let config = match &self.redis_tls_ca {
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|error| StoreArgsError::TlsCa {
+                    path: path.clone(),
+                    reason: error.to_string(),
+                })?;
+                config.with_tls_root_ca(pem)
+            }
+            None => config,
         };
         Ok(StoreSettings::redis(
             config.with_timeout(self.redis_timeout),

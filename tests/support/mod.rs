@@ -7,4 +7,5 @@
 pub mod bucket_behaviours;
 pub mod concurrency_behaviours;
 pub mod redis_server;
+pub mod redis_tls;
 pub mod store_behaviours;

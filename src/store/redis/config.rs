@@ -1,6 +1,11 @@
 //! What an operator chooses about the Redis store: where Redis is (one server or a cluster's
 //! seed nodes, auth and TLS carried in the URLs), how long a call may take, and when the
 //! circuit breaker gives up on a dead Redis. Parsed from one URL so the CLI stays one flag.
+//!
+//! TLS: `rediss://` (and `rediss+cluster://`) connect with rustls. The server certificate is
+//! verified against the system trust store (which honours `SSL_CERT_FILE`/`SSL_CERT_DIR`), or
+//! against a private CA given with [`RedisStoreConfig::with_tls_root_ca`]; the redis crate's
+//! `#insecure` URL fragment skips verification altogether and is meant for tests only.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -43,6 +48,8 @@ pub struct RedisStoreConfig {
     pub connect_timeout: Duration,
     /// Circuit breaker settings.
     pub breaker: BreakerConfig,
+    /// PEM CA bundle that `rediss://` servers must chain to, in place of the system roots.
+    pub tls_root_ca: Option<Vec<u8>>,
 }
 
 /// The default per-call timeout: a rate-limit answer must not wait longer on Redis.
@@ -71,6 +78,14 @@ pub enum RedisConfigError {
     /// The store was built outside a Tokio runtime, which its connections need.
     #[error("the redis store must be built inside a Tokio runtime")]
     OutsideRuntime,
+    /// A TLS root CA was given where it cannot take effect.
+    #[error("--redis-tls-ca cannot apply to {url:?}: {why}")]
+    TlsRootCa {
+        /// The URL, password redacted.
+        url: String,
+        /// Why the CA would be ignored.
+        why: &'static str,
+    },
     /// The redis client rejected the URL.
     #[error("invalid redis URL {url:?}: {reason}")]
     Invalid {
@@ -100,12 +115,13 @@ impl RedisStoreConfig {
             timeout: DEFAULT_TIMEOUT,
             connect_timeout: Duration::from_secs(1),
             breaker: BreakerConfig::default(),
+            tls_root_ca: None,
         }
     }
 
     /// Parses `redis://`, `rediss://` and `unix://` URLs as one server, and
     /// `redis+cluster://[user:pass@]host:port,host:port[/db]` (or `rediss+cluster://`) as a
-    /// cluster whose seed nodes share the credentials.
+    /// cluster whose seed nodes share the credentials (and a `#insecure` fragment, if any).
     pub fn from_url(url: &str) -> Result<Self, RedisConfigError> {
         let Some((scheme, rest)) = url.split_once("://") else {
             return Err(RedisConfigError::Scheme { url: redact(url) });
@@ -115,6 +131,18 @@ impl RedisStoreConfig {
             "redis+cluster" => "redis",
             "rediss+cluster" => "rediss",
             _ => return Err(RedisConfigError::Scheme { url: redact(url) }),
+        };
+        // The fragment (`#insecure`) belongs to every node: the cluster client takes its TLS
+        // mode from them. A '#' inside the password comes before the '@', so split after it.
+        let (rest, fragment) = match rest.rsplit_once('@') {
+            Some((_, hosts)) => match hosts.split_once('#') {
+                Some((_, fragment)) => (&rest[..rest.len() - fragment.len() - 1], Some(fragment)),
+                None => (rest, None),
+            },
+            None => match rest.split_once('#') {
+                Some((rest, fragment)) => (rest, Some(fragment)),
+                None => (rest, None),
+            },
         };
         // Credentials sit before the last '@' (a password may itself contain '@').
         let (userinfo, hosts) = match rest.rsplit_once('@') {
@@ -139,6 +167,10 @@ impl RedisStoreConfig {
                     node.push('/');
                     node.push_str(path);
                 }
+                if let Some(fragment) = fragment {
+                    node.push('#');
+                    node.push_str(fragment);
+                }
                 node
             })
             .collect();
@@ -160,10 +192,40 @@ impl RedisStoreConfig {
         self
     }
 
+    /// This config verifying `rediss://` servers against the CAs in `pem` (not the system's).
+    pub fn with_tls_root_ca(mut self, pem: Vec<u8>) -> Self {
+        self.tls_root_ca = Some(pem);
+        self
+    }
+
+    /// The target's URLs: the one server, or every seed node.
+    fn urls(&self) -> &[String] {
+        match &self.target {
+            RedisTarget::Standalone(url) => std::slice::from_ref(url),
+            RedisTarget::Cluster(nodes) => nodes,
+        }
+    }
+
     /// Rejects settings that cannot work, before any connection is tried.
     pub(crate) fn validate(&self) -> Result<(), RedisConfigError> {
         if self.timeout.is_zero() {
             return Err(RedisConfigError::ZeroTimeout(self.timeout));
+        }
+        if self.tls_root_ca.is_some() {
+            // A silently ignored CA would look like verification that is not happening.
+            for url in self.urls() {
+                let why = if !url.starts_with("rediss://") && !url.starts_with("valkeys://") {
+                    "the connection is not TLS (use rediss://)"
+                } else if url.ends_with("#insecure") {
+                    "#insecure turns certificate verification off"
+                } else {
+                    continue;
+                };
+                return Err(RedisConfigError::TlsRootCa {
+                    url: redact(url),
+                    why,
+                });
+            }
         }
         if let RedisTarget::Cluster(nodes) = &self.target
             && nodes.is_empty()
@@ -222,6 +284,47 @@ mod tests {
             tls.target,
             RedisTarget::Cluster(vec!["rediss://h:1".into()])
         );
+    }
+
+    #[test]
+    fn cluster_fragments_reach_every_node() {
+        let config =
+            RedisStoreConfig::from_url("rediss+cluster://u:p#w@h:1,h:2/0#insecure").unwrap();
+        assert_eq!(
+            config.target,
+            RedisTarget::Cluster(vec![
+                "rediss://u:p#w@h:1/0#insecure".into(),
+                "rediss://u:p#w@h:2/0#insecure".into(),
+            ])
+        );
+        let config = RedisStoreConfig::from_url("rediss+cluster://h:1,h:2#insecure").unwrap();
+        assert_eq!(
+            config.target,
+            RedisTarget::Cluster(vec![
+                "rediss://h:1#insecure".into(),
+                "rediss://h:2#insecure".into(),
+            ])
+        );
+    }
+
+    #[test]
+    fn a_root_ca_needs_verified_tls() {
+        let ca = b"-----BEGIN CERTIFICATE-----".to_vec();
+        let ok = RedisStoreConfig::from_url("rediss+cluster://h:1,h:2").unwrap();
+        assert_eq!(ok.with_tls_root_ca(ca.clone()).validate(), Ok(()));
+        for url in [
+            "redis://h:1",
+            "rediss://h:1/#insecure",
+            "redis+cluster://h:1",
+        ] {
+            let config = RedisStoreConfig::from_url(url)
+                .unwrap()
+                .with_tls_root_ca(ca.clone());
+            assert!(
+                matches!(config.validate(), Err(RedisConfigError::TlsRootCa { .. })),
+                "{url}"
+            );
+        }
     }
 
     #[test]

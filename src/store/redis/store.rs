@@ -13,7 +13,10 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
-use redis::{ErrorKind, RedisError};
+use redis::{ErrorKind, RedisError, TlsCertificates};
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::CertificateDer;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
 
 use crate::clock::Clock;
 use crate::engine::{CounterReading, Plan};
@@ -69,10 +72,23 @@ impl RedisStore {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(RedisConfigError::OutsideRuntime);
         }
+        // The redis crate builds its rustls configs from the process-default provider (and
+        // `#insecure` needs one installed); make it ring, the provider the gRPC listener uses,
+        // so a second provider compiled in by some dependency can never make rustls panic.
+        // An Err only means a default is already installed, which is what we need.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let certificates = config
+            .tls_root_ca
+            .as_deref()
+            .map(|pem| root_ca(config, pem))
+            .transpose()?;
         let backend = match &config.target {
             RedisTarget::Standalone(url) => {
-                let client =
-                    redis::Client::open(url.as_str()).map_err(|error| invalid(url, &error))?;
+                let client = match certificates {
+                    Some(certificates) => redis::Client::build_with_tls(url.as_str(), certificates),
+                    None => redis::Client::open(url.as_str()),
+                }
+                .map_err(|error| invalid(url, &error))?;
                 let manager = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(config.connect_timeout))
                     // The call timeout is ours and covers waiting for a connection too; a
@@ -86,9 +102,13 @@ impl RedisStore {
                 Backend::Standalone(manager)
             }
             RedisTarget::Cluster(nodes) => {
-                let client = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
+                let mut builder = ClusterClientBuilder::new(nodes.iter().map(String::as_str))
                     .connection_timeout(config.connect_timeout)
-                    .retries(2)
+                    .retries(2);
+                if let Some(certificates) = certificates {
+                    builder = builder.certs(certificates);
+                }
+                let client = builder
                     .build()
                     .map_err(|error| invalid(&nodes.join(","), &error))?;
                 let settings = ClusterConfig::new().set_connection_timeout(config.connect_timeout);
@@ -251,6 +271,34 @@ fn classify(error: &RedisError) -> RedisErrorKind {
     } else {
         RedisErrorKind::Reply
     }
+}
+
+/// The configured CA bundle as the redis crate takes it; fails when `pem` holds no usable
+/// certificate, because an empty trust store would refuse every server only at first use.
+fn root_ca(config: &RedisStoreConfig, pem: &[u8]) -> Result<TlsCertificates, RedisConfigError> {
+    let fail = |reason: String| RedisConfigError::Invalid {
+        url: match &config.target {
+            RedisTarget::Standalone(url) => redact(url),
+            RedisTarget::Cluster(nodes) => nodes
+                .iter()
+                .map(|n| redact(n))
+                .collect::<Vec<_>>()
+                .join(","),
+        },
+        reason,
+    };
+    let mut count = 0;
+    for certificate in CertificateDer::pem_slice_iter(pem) {
+        certificate.map_err(|error| fail(format!("TLS root CA is not valid PEM: {error}")))?;
+        count += 1;
+    }
+    if count == 0 {
+        return Err(fail("TLS root CA holds no PEM certificate".into()));
+    }
+    Ok(TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem.to_vec()),
+    })
 }
 
 fn invalid(url: &str, error: &RedisError) -> RedisConfigError {
