@@ -240,3 +240,32 @@ async fn domains_without_their_own_policy_follow_the_server_default() {
         "a domain's own style wins"
     );
 }
+
+#[tokio::test]
+async fn a_full_concurrency_limit_says_how_many_are_running() {
+    use quotad::service::RateLimiter;
+    use quotad::store::MemoryStore;
+    let yaml = "domain: jobs\ndescriptors:\n  - key: tenant\n    rate_limit: {algorithm: concurrency, max_in_flight: 2}\n    over_limit_body:\n      template: '{\"code\":\"CONCURRENT_LIMIT_EXCEEDED\",\"message\":\"{used}/{limit} running\"}'\n";
+    let rules = compile_str("jobs.yaml", yaml).unwrap_or_else(|errors| panic!("{errors}"));
+    let service = RateLimiter::new(
+        shared_rules(rules),
+        std::sync::Arc::new(MemoryStore::new()),
+        ManualClock::new(START),
+    );
+    let acquire = RateLimitRequest {
+        domain: "jobs".into(),
+        descriptors: vec![descriptor(&[("tenant", "t")])],
+        hits_addend: 0,
+    };
+    for _ in 0..2 {
+        let admitted = service.decide(&acquire).await.expect("answer");
+        assert_eq!(admitted.overall_code, Code::Ok as i32);
+    }
+    let rejected = service.decide(&acquire).await.expect("answer");
+    assert_eq!(rejected.overall_code, Code::OverLimit as i32);
+    let body: serde_json::Value = serde_json::from_slice(&rejected.raw_body).expect("JSON body");
+    assert_eq!(
+        body,
+        serde_json::json!({"code": "CONCURRENT_LIMIT_EXCEEDED", "message": "2/2 running"})
+    );
+}

@@ -90,6 +90,8 @@ pub enum Segment {
     Limit,
     /// `{remaining}`: hits left (0 on rejection, unless another descriptor decided).
     Remaining,
+    /// `{used}`: what the deciding limit has counted, at most the limit ("5/5 running").
+    Used,
     /// `{retry_after}`: whole seconds until a retry can succeed.
     RetryAfter,
     /// `{window}`: the deciding limit's window, e.g. `10 minute`.
@@ -116,8 +118,7 @@ pub enum TemplateError {
 }
 
 /// Placeholder names a template may use, for error messages.
-pub const PLACEHOLDERS: &str =
-    "{limit}, {remaining}, {retry_after}, {window}, {rule}, {name}, {domain}, {descriptor.KEY}";
+pub const PLACEHOLDERS: &str = "{limit}, {remaining}, {used}, {retry_after}, {window}, {rule}, {name}, {domain}, {descriptor.KEY}";
 
 /// The JSON body sent with a 429 when a domain asks for a body without writing its own.
 pub const DEFAULT_BODY: &str = r#"{"error":"rate_limit_exceeded","message":"Rate limit exceeded. Retry after {retry_after} seconds.","retry_after":{retry_after}}"#;
@@ -179,6 +180,7 @@ fn placeholder(name: &str) -> Result<Segment, TemplateError> {
     Ok(match name {
         "limit" => Segment::Limit,
         "remaining" => Segment::Remaining,
+        "used" => Segment::Used,
         "retry_after" => Segment::RetryAfter,
         "window" => Segment::Window,
         "rule" => Segment::Rule,

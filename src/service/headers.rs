@@ -114,6 +114,7 @@ pub fn decorate(
                 Segment::Text(literal) => text.push_str(literal),
                 Segment::Limit => push_display(&mut text, limit.requests_per_unit),
                 Segment::Remaining => push_display(&mut text, deciding.remaining),
+                Segment::Used => push_display(&mut text, used(deciding, limit)),
                 Segment::RetryAfter => push_display(&mut text, retry_after),
                 Segment::Window => window_text(&mut text, limit),
                 Segment::Rule => {
@@ -137,6 +138,17 @@ pub fn decorate(
             body.content_type.to_string(),
         );
     }
+}
+
+/// What the reported limit has counted, capped at the limit: a rejected acquire of a full
+/// concurrency limit reads "5/5 running", not 6.
+fn used(descriptor: &DescriptorDecision<'_>, limit: &Limit) -> u64 {
+    descriptor
+        .checked
+        .iter()
+        .find(|(checked, _)| std::ptr::eq(*checked, limit))
+        .map_or(0, |(_, assessment)| assessment.used)
+        .min(u64::from(limit.requests_per_unit))
 }
 
 /// The descriptor's longest-window limit of at least `min_secs`, with its reading.
