@@ -108,25 +108,5 @@ pub async fn token_bucket_is_exact_under_concurrency<S: CounterStore>(h: &Harnes
     let rules = Arc::new(h.rules(vec![
         Limit::new(1, Window::of(TimeUnit::Hour)).with_burst(NonZeroU32::new(50).expect("50")),
     ]));
-    let admitted = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (store, rules, admitted) = (h.store.clone(), rules.clone(), admitted.clone());
-            let (domain, now) = (h.domain.clone(), h.clock.now());
-            tokio::spawn(async move {
-                for _ in 0..20 {
-                    let request = Request::new(&domain, [Descriptor::from_pairs(&[("k", "x")])]);
-                    let plan = engine::plan(&rules, &request, now);
-                    let readings = store.apply(&plan).await.expect("store call");
-                    if !engine::conclude(&plan, &readings).over_limit {
-                        admitted.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
-    assert_eq!(admitted.load(Ordering::Relaxed), 50);
+    assert_eq!(h.admitted_by_racing_tasks(&rules, 8, 20).await, 50);
 }

@@ -132,27 +132,7 @@ pub async fn concurrency_admits_exactly_the_maximum_under_concurrency<S: Counter
     h: &Harness<S>,
 ) {
     let rules = Arc::new(h.rules(vec![leases(5)]));
-    let admitted = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (store, rules, admitted) = (h.store.clone(), rules.clone(), admitted.clone());
-            let (domain, now) = (h.domain.clone(), h.clock.now());
-            tokio::spawn(async move {
-                for _ in 0..10 {
-                    let request = Request::new(&domain, [Descriptor::from_pairs(&[("k", "x")])]);
-                    let plan = engine::plan(&rules, &request, now);
-                    let readings = store.apply(&plan).await.expect("store call");
-                    if !engine::conclude(&plan, &readings).over_limit {
-                        admitted.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
-    assert_eq!(admitted.load(Ordering::Relaxed), 5);
+    assert_eq!(h.admitted_by_racing_tasks(&rules, 8, 10).await, 5);
     for _ in 0..80 {
         lease(h, &rules, "x", 1, true).await;
     }

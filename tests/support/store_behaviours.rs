@@ -91,6 +91,39 @@ impl<S: CounterStore> Harness<S> {
         self.store.apply(&plan).await.expect("store call")
     }
 
+    /// How many of `tasks` × `per_task` one-hit requests for `k=x`, racing from separate tasks
+    /// at the same instant, the store admits under `rules`.
+    pub async fn admitted_by_racing_tasks(
+        &self,
+        rules: &Arc<RuleSet>,
+        tasks: usize,
+        per_task: usize,
+    ) -> u64 {
+        let admitted = Arc::new(AtomicU64::new(0));
+        let racers: Vec<_> = (0..tasks)
+            .map(|_| {
+                let (store, rules, admitted) =
+                    (self.store.clone(), rules.clone(), admitted.clone());
+                let (domain, now) = (self.domain.clone(), self.clock.now());
+                tokio::spawn(async move {
+                    for _ in 0..per_task {
+                        let request =
+                            Request::new(&domain, [Descriptor::from_pairs(&[("k", "x")])]);
+                        let plan = engine::plan(&rules, &request, now);
+                        let readings = store.apply(&plan).await.expect("store call");
+                        if !engine::conclude(&plan, &readings).over_limit {
+                            admitted.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                })
+            })
+            .collect();
+        for racer in racers {
+            racer.await.expect("task");
+        }
+        admitted.load(Ordering::Relaxed)
+    }
+
     /// The Redis keys of a request's counters, in plan order.
     pub fn keys(&self, rules: &RuleSet, descriptors: &[(&str, u64)]) -> Vec<Vec<u8>> {
         let request = self.request(descriptors);
@@ -277,27 +310,7 @@ pub async fn several_descriptors_in_one_request<S: CounterStore>(h: &Harness<S>)
 
 pub async fn concurrent_tasks_admit_exactly_the_limit<S: CounterStore>(h: &Harness<S>) {
     let rules = Arc::new(h.rules(vec![per(100, TimeUnit::Hour)]));
-    let admitted = Arc::new(AtomicU64::new(0));
-    let tasks: Vec<_> = (0..8)
-        .map(|_| {
-            let (store, rules, admitted) = (h.store.clone(), rules.clone(), admitted.clone());
-            let (domain, now) = (h.domain.clone(), h.clock.now());
-            tokio::spawn(async move {
-                for _ in 0..50 {
-                    let request = Request::new(&domain, [Descriptor::from_pairs(&[("k", "x")])]);
-                    let plan = engine::plan(&rules, &request, now);
-                    let readings = store.apply(&plan).await.expect("store call");
-                    if !engine::conclude(&plan, &readings).over_limit {
-                        admitted.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    for task in tasks {
-        task.await.expect("task");
-    }
-    assert_eq!(admitted.load(Ordering::Relaxed), 100);
+    assert_eq!(h.admitted_by_racing_tasks(&rules, 8, 50).await, 100);
     assert_eq!(h.readings(&rules, &[("x", 0)]).await, [reading(400, 0)]);
 }
 
