@@ -22,7 +22,7 @@ use smallvec::SmallVec;
 use crate::clock::Timestamp;
 
 use super::bucket::BucketParams;
-use super::identity::counter_update;
+use super::identity::{counter_update, identity_len};
 use super::limit::{Algorithm, Limit, Window};
 use super::request::Request;
 use super::rules::{Policy, Rule, RuleSet};
@@ -230,6 +230,20 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
         .iter()
         .map(|descriptor| domain.find(&descriptor.entries))
         .collect();
+    // One allocation for every identity the request needs instead of a growing buffer.
+    let identities: usize = request
+        .descriptors
+        .iter()
+        .zip(&matched)
+        .map(|(descriptor, rule)| {
+            let limits = match rule.map(|rule| &rule.policy) {
+                Some(Policy::Limited(limits)) => limits.len(),
+                _ => usize::from(descriptor.limit_override.is_some()),
+            };
+            limits * identity_len(domain, &descriptor.entries)
+        })
+        .sum();
+    plan.keys.reserve_exact(identities);
     for (descriptor, rule) in request.descriptors.iter().zip(&matched) {
         let hits = request.hits_for(descriptor);
         let override_limit = descriptor

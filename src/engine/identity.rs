@@ -41,6 +41,15 @@ pub(super) fn counter_update(
     }
 }
 
+/// The length of one counter identity for these entries in `domain` (to size buffers once).
+pub(super) fn identity_len(domain: &DomainRules, entries: &[Entry<'_>]) -> usize {
+    let strings: usize = entries
+        .iter()
+        .map(|entry| 8 + entry.key.len() + entry.value.len())
+        .sum();
+    4 + domain.name().len() + strings + IDENTITY_SUFFIX
+}
+
 /// Bytes of a counter identity after the descriptor part: window nanos (u64) and algorithm tag.
 const IDENTITY_SUFFIX: usize = 8 + 1;
 
