@@ -55,40 +55,8 @@ pub(crate) fn lease_limit(
     raw: &RawLimit,
     field: &str,
 ) -> Option<(u32, Window)> {
-    let window_fields = [
-        (
-            "unit",
-            raw.unit
-                .as_ref()
-                .map(|u| (u.referenced, format!("{:?}", u.value))),
-        ),
-        (
-            "requests_per_unit",
-            raw.requests_per_unit
-                .as_ref()
-                .map(|r| (r.referenced, r.value.to_string())),
-        ),
-        (
-            "unit_multiplier",
-            raw.unit_multiplier
-                .as_ref()
-                .map(|m| (m.referenced, m.value.to_string())),
-        ),
-        (
-            "burst",
-            raw.burst
-                .as_ref()
-                .map(|b| (b.referenced, b.value.to_string())),
-        ),
-        (
-            "calendar",
-            raw.calendar
-                .as_ref()
-                .map(|c| (c.referenced, c.value.to_string())),
-        ),
-    ];
     let mut valid = true;
-    for (key, written) in window_fields {
+    for (key, written) in raw.window_fields() {
         if let Some((at, value)) = written {
             valid = false;
             let expected =

@@ -162,27 +162,7 @@ fn limit(
         .as_ref()
         .is_some_and(|unlimited| unlimited.value)
     {
-        let window_fields = [
-            (
-                "unit",
-                raw.unit
-                    .as_ref()
-                    .map(|u| (u.referenced, format!("{:?}", u.value))),
-            ),
-            (
-                "requests_per_unit",
-                raw.requests_per_unit
-                    .as_ref()
-                    .map(|r| (r.referenced, r.value.to_string())),
-            ),
-            (
-                "unit_multiplier",
-                raw.unit_multiplier
-                    .as_ref()
-                    .map(|m| (m.referenced, m.value.to_string())),
-            ),
-        ];
-        for (key, written) in window_fields {
+        for (key, written) in raw.window_fields() {
             if let Some((at, value)) = written {
                 let expected = format!("no {key} when unlimited is true");
                 ctx.report(at, format!("{field}.{key}"), expected, value);

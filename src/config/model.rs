@@ -3,7 +3,7 @@
 //! Nothing here is validated beyond YAML types; `compile` turns it into the engine's model.
 
 use serde::Deserialize;
-use serde_saphyr::Spanned;
+use serde_saphyr::{Location, Spanned};
 
 /// One rules file: one domain.
 #[derive(Debug, Default, Deserialize)]
@@ -108,4 +108,44 @@ pub(crate) struct RawLimit {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawReplace {
     pub(crate) name: Option<Spanned<String>>,
+}
+
+impl RawLimit {
+    /// The fields that shape a counted window, each with where it was written and its text when
+    /// present: `unlimited` and concurrency limits refuse them all.
+    pub(crate) fn window_fields(&self) -> [(&'static str, Option<(Location, String)>); 5] {
+        let shown = |at: Location, text: String| Some((at, text));
+        [
+            (
+                "unit",
+                self.unit
+                    .as_ref()
+                    .and_then(|u| shown(u.referenced, format!("{:?}", u.value))),
+            ),
+            (
+                "requests_per_unit",
+                self.requests_per_unit
+                    .as_ref()
+                    .and_then(|r| shown(r.referenced, r.value.to_string())),
+            ),
+            (
+                "unit_multiplier",
+                self.unit_multiplier
+                    .as_ref()
+                    .and_then(|m| shown(m.referenced, m.value.to_string())),
+            ),
+            (
+                "burst",
+                self.burst
+                    .as_ref()
+                    .and_then(|b| shown(b.referenced, b.value.to_string())),
+            ),
+            (
+                "calendar",
+                self.calendar
+                    .as_ref()
+                    .and_then(|c| shown(c.referenced, c.value.to_string())),
+            ),
+        ]
+    }
 }
