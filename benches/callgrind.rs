@@ -19,8 +19,8 @@ use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use prost::Message;
 use quotad::clock::{ManualClock, Timestamp};
 use quotad::engine::{
-    self, Algorithm, Children, Descriptor, DomainRules, Limit, Node, Policy, Request, Rule,
-    RuleSet, TimeUnit, Window,
+    self, Algorithm, Children, Descriptor, DomainRules, Limit, Node, Request, Rule, RuleSet,
+    TimeUnit, Window,
 };
 use quotad::metrics::{Metrics, NearLimitRatio};
 use quotad::service::{RateLimiter, shared_rules};
@@ -37,20 +37,7 @@ fn limited(algorithm: Algorithm) -> RuleSet {
     let mut root = Children::default();
     for key in KEYS {
         let limit = Limit::new(u32::MAX, Window::of(TimeUnit::Hour)).with_algorithm(algorithm);
-        root.insert_default(
-            key,
-            Node {
-                rule: Some(Rule {
-                    key_path: key.into(),
-                    policy: Policy::Limited(Box::new([limit])),
-                    shadow_mode: false,
-                    detailed_metric: false,
-                    quota_mode: false,
-                    over_limit_body: None,
-                }),
-                children: Children::default(),
-            },
-        );
+        root.insert_default(key, Node::leaf(Rule::limited(key, [limit])));
     }
     RuleSet::new([DomainRules::new("bench", root)])
 }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use quotad::clock::Timestamp;
 use quotad::engine::{
-    self, Algorithm, Children, Descriptor, DomainRules, Limit, Node, Policy, Request, Rule,
-    RuleSet, TimeUnit, Window,
+    self, Algorithm, Children, Descriptor, DomainRules, Limit, Node, Request, Rule, RuleSet,
+    TimeUnit, Window,
 };
 use quotad::store::MemoryStore;
 
@@ -21,20 +21,7 @@ fn rules(algorithm: Algorithm) -> RuleSet {
     for index in 0..5 {
         let key = format!("k{index}");
         let limit = Limit::new(u32::MAX, Window::of(TimeUnit::Minute)).with_algorithm(algorithm);
-        root.insert_default(
-            &key,
-            Node {
-                rule: Some(Rule {
-                    key_path: key.as_str().into(),
-                    policy: Policy::Limited(Box::new([limit])),
-                    shadow_mode: false,
-                    detailed_metric: false,
-                    quota_mode: false,
-                    over_limit_body: None,
-                }),
-                children: Children::default(),
-            },
-        );
+        root.insert_default(&key, Node::leaf(Rule::limited(&key, [limit])));
     }
     RuleSet::new([DomainRules::new("bench", root)])
 }
