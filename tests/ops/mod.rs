@@ -9,19 +9,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{
-    RateLimitDescriptor, rate_limit_descriptor,
-};
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::DescriptorStatus;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use quotad::app::{self, ReloadSettings, RunningServer, ServerConfig};
-use quotad::clock::{ManualClock, Timestamp};
+use quotad::clock::ManualClock;
 use quotad::config;
 use tonic::transport::Channel;
 
-/// Midnight UTC, so every minute window starts exactly here.
-pub const START: Timestamp = Timestamp::from_secs(86_400 * 20_000);
+// The wire helpers are the gRPC tests' own; one copy serves both suites.
+#[path = "../common/mod.rs"]
+mod common;
+pub use common::{START, client, descriptor, request};
 
 /// Long enough for a loaded CI machine; only reached when something is actually wrong.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -76,39 +75,6 @@ pub fn write_atomically(dir: &Path, name: &str, text: &str) {
     let temp = dir.join(format!(".{name}.tmp"));
     std::fs::write(&temp, text).expect("write temp file");
     std::fs::rename(&temp, dir.join(name)).expect("rename into place");
-}
-
-/// A RateLimitService client on its own connection.
-pub async fn client(server: &RunningServer) -> RateLimitServiceClient<Channel> {
-    let channel = Channel::from_shared(format!("http://{}", server.grpc_addr()))
-        .expect("valid uri")
-        .connect()
-        .await
-        .expect("connects");
-    RateLimitServiceClient::new(channel)
-}
-
-/// A wire descriptor from `key=value` pairs.
-pub fn descriptor(pairs: &[(&str, &str)]) -> RateLimitDescriptor {
-    RateLimitDescriptor {
-        entries: pairs
-            .iter()
-            .map(|(key, value)| rate_limit_descriptor::Entry {
-                key: (*key).into(),
-                value: (*value).into(),
-            })
-            .collect(),
-        ..RateLimitDescriptor::default()
-    }
-}
-
-/// A request in domain `api`.
-pub fn request(descriptors: Vec<RateLimitDescriptor>, hits_addend: u32) -> RateLimitRequest {
-    RateLimitRequest {
-        domain: "api".into(),
-        descriptors,
-        hits_addend,
-    }
 }
 
 /// One hit (or, with `hits` 0, a peek) for `user=<value>`; the descriptor's status.
