@@ -67,7 +67,8 @@ pub struct ServeArgs {
     /// Address for gRPC (RateLimitService and grpc.health.v1).
     #[arg(long, env = "QUOTAD_GRPC_ADDR", default_value = "0.0.0.0:8081")]
     pub grpc_addr: SocketAddr,
-    /// Address for HTTP (probes, `/metrics`, `POST /json`, `/rlconfig`, `POST /reload`).
+    /// Address for HTTP (probes, `/metrics`, `POST /json`, `GET /usage`, `/rlconfig`,
+    /// `POST /reload`).
     #[arg(long, env = "QUOTAD_HTTP_ADDR", default_value = "0.0.0.0:8080")]
     pub http_addr: SocketAddr,
     /// Share of a limit at which allowed hits also count as `near_limit` (0 < ratio <= 1).
@@ -86,6 +87,9 @@ pub struct ServeArgs {
     /// ietf or envoy_ratelimit
     #[arg(long, env = "QUOTAD_DEFAULT_HEADER_STYLE", default_value = "none", value_parser = parse_header_style)]
     pub default_header_style: HeaderStyle,
+    /// Serve `GET /usage` (customer usage data) to every client, not only loopback ones.
+    #[arg(long, env = "QUOTAD_USAGE_ENDPOINT_PUBLIC")]
+    pub usage_endpoint_public: bool,
     /// TLS, keepalive, connection age, size and load limits of the gRPC listener.
     #[command(flatten)]
     pub transport: TransportArgs,

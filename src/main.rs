@@ -49,6 +49,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     server_config.store = args.store.settings()?;
     server_config.on_store_error = args.store.on_store_error;
     server_config.default_response.style = args.default_header_style;
+    server_config.usage_endpoint_public = args.usage_endpoint_public;
     let mut reload = app::ReloadSettings::new(args.config.clone(), loaded.version);
     reload.watch = !args.no_watch;
     reload.debounce = args.reload_debounce;

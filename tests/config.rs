@@ -70,7 +70,7 @@ fn unknown_keys_name_the_key_and_the_allowed_ones() {
             6,
             7,
             "descriptors[0].rate_limit.requests_per_second",
-            "one of unit, requests_per_unit, unit_multiplier, algorithm, unlimited, name, replaces, soft, calendar, burst, max_in_flight, lease_ttl",
+            "one of unit, requests_per_unit, unit_multiplier, algorithm, unlimited, name, replaces, soft, calendar, burst, max_in_flight, lease_ttl, ban",
             "unknown key \"requests_per_second\"",
         )]
     );

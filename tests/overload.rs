@@ -14,8 +14,8 @@ use common::{descriptor, request};
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::RateLimitServiceClient;
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use quotad::app::{self, GrpcSettings, ServerConfig};
-use quotad::clock::ManualClock;
-use quotad::engine::{CounterReading, Plan};
+use quotad::clock::{ManualClock, Timestamp};
+use quotad::engine::{Ban, CounterReading, Plan};
 use quotad::service::{RateLimiter, shared_rules};
 use quotad::store::{CounterStore, MemoryStore, StoreError};
 use tokio::net::TcpListener;
@@ -38,6 +38,22 @@ impl CounterStore for GatedStore {
         // The gate never has permits: closing it is what lets every call through.
         let _ = self.gate.acquire().await;
         self.inner.apply(plan).await
+    }
+
+    async fn start_ban(&self, ban: &Ban, now: Timestamp) -> Result<(), StoreError> {
+        self.inner.start_ban(ban, now).await
+    }
+
+    async fn bans(&self, now: Timestamp) -> Result<Vec<Ban>, StoreError> {
+        self.inner.bans(now).await
+    }
+
+    async fn active_bans(&self, now: Timestamp) -> Result<u64, StoreError> {
+        self.inner.active_bans(now).await
+    }
+
+    async fn lift_ban(&self, identity: &[u8], now: Timestamp) -> Result<bool, StoreError> {
+        self.inner.lift_ban(identity, now).await
     }
 }
 

@@ -97,6 +97,8 @@ every_store!(
     concurrency_leases_are_forgotten_after_two_generations,
     concurrency_admits_exactly_the_maximum_under_concurrency,
     negative_hits_refund_a_window,
+    bans_start_on_strikes_and_end_on_the_clock,
+    bans_are_listed_extended_and_lifted,
 );
 
 /// An admin connection beside the store, of whichever kind the backend is.

@@ -44,6 +44,8 @@ pub struct ServerConfig<C = SystemClock> {
     pub grpc: super::grpc::GrpcSettings,
     /// Headers and body for domains whose rules choose none (default: none, as envoyproxy).
     pub default_response: crate::engine::ResponsePolicy,
+    /// Serve `GET /usage` to every client, not only loopback ones (default: loopback only).
+    pub usage_endpoint_public: bool,
 }
 
 /// How the rules are reloaded: from which path, and on which triggers (`POST /reload` always).
@@ -90,6 +92,7 @@ impl<C: Clock + Clone> ServerConfig<C> {
             on_store_error: crate::service::StoreErrorPolicy::default(),
             grpc: super::grpc::GrpcSettings::default(),
             default_response: crate::engine::ResponsePolicy::default(),
+            usage_endpoint_public: false,
         }
     }
 }

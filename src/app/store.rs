@@ -17,7 +17,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::errors::{StartError, TaskResult};
 use crate::clock::{Clock, Timestamp};
-use crate::engine::{CounterReading, Plan};
+use crate::engine::{Ban, CounterReading, Plan};
 use crate::http::StoreProbe;
 use crate::metrics::{MemoryMetrics, Metrics, RedisMetrics};
 use crate::store::redis::{BreakerState, RedisStoreConfig};
@@ -105,6 +105,30 @@ impl CounterStore for Memory {
     ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
         self.store.apply(plan)
     }
+
+    fn start_ban(
+        &self,
+        ban: &Ban,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.start_ban(ban, now)
+    }
+
+    fn bans(&self, now: Timestamp) -> impl Future<Output = Result<Vec<Ban>, StoreError>> + Send {
+        self.store.bans(now)
+    }
+
+    fn active_bans(&self, now: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.store.active_bans(now)
+    }
+
+    fn lift_ban(
+        &self,
+        identity: &[u8],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.store.lift_ban(identity, now)
+    }
 }
 
 impl ServedStore for Memory {
@@ -175,6 +199,30 @@ impl CounterStore for Redis {
             result
         }
     }
+
+    fn start_ban(
+        &self,
+        ban: &Ban,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.store.start_ban(ban, now)
+    }
+
+    fn bans(&self, now: Timestamp) -> impl Future<Output = Result<Vec<Ban>, StoreError>> + Send {
+        self.store.bans(now)
+    }
+
+    fn active_bans(&self, now: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.store.active_bans(now)
+    }
+
+    fn lift_ban(
+        &self,
+        identity: &[u8],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        self.store.lift_ban(identity, now)
+    }
 }
 
 impl ServedStore for Redis {
@@ -218,6 +266,7 @@ pub(super) async fn upkeep_until_stopped<S: ServedStore, C: Clock>(
     mut stopped: watch::Receiver<bool>,
 ) -> TaskResult {
     // `interval` refuses a zero period; a millisecond is the fastest upkeep worth having.
+    let bans = metrics.bans();
     let mut ticks = tokio::time::interval(store.upkeep_interval().max(Duration::from_millis(1)));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -226,6 +275,10 @@ pub(super) async fn upkeep_until_stopped<S: ServedStore, C: Clock>(
             _ = ticks.tick() => {}
         }
         store.clone().upkeep(clock.now()).await;
+        // A failure here is the store's own to report (readiness, store metrics).
+        if let Ok(active) = store.active_bans(clock.now()).await {
+            bans.set_active(active);
+        }
         // Histograms buffer samples until upkeep; doing it here bounds memory between scrapes.
         metrics.run_upkeep();
     }

@@ -91,7 +91,7 @@ pub(crate) fn compile_file(file: &str, yaml: &str) -> Result<CompiledFile, Vec<C
         None => Algorithm::default(),
     };
     let root = match &raw.descriptors {
-        Some(list) => compile_level(&mut ctx, list, "descriptors", "", algorithm),
+        Some(list) => compile_level(&mut ctx, list, "descriptors", "", algorithm, &[]),
         None => Children::default(),
     };
     let chose_response = raw.response_headers.is_some() || raw.over_limit_body.is_some();
@@ -127,6 +127,7 @@ fn compile_level(
     field_prefix: &str,
     key_path_prefix: &str,
     algorithm: Algorithm,
+    path_keys: &[&str],
 ) -> Children {
     let mut children = Children::default();
     let mut seen: Vec<Seen<'_>> = Vec::new();
@@ -168,7 +169,9 @@ fn compile_level(
         } else {
             format!("{key_path_prefix}.{segment}")
         };
-        let node = compile_descriptor(ctx, raw, &field, &key_path, algorithm);
+        let mut keys = path_keys.to_vec();
+        keys.push(key_text);
+        let node = compile_descriptor(ctx, raw, &field, &key_path, algorithm, &keys);
         let Some(key) = key else { continue };
         let inserted = match value {
             None => children.insert_default(&key.value, node),
@@ -221,10 +224,15 @@ fn compile_descriptor(
     field: &str,
     key_path: &str,
     algorithm: Algorithm,
+    path_keys: &[&str],
 ) -> Node {
     // A node without limits gets no rule even when shadow_mode or detailed_metric is set:
     // both only qualify a limit, so there is nothing for them to change.
-    let rule = limits::policy(ctx, raw, field, algorithm).map(|policy| Rule {
+    let context = limits::Context {
+        algorithm,
+        path_keys,
+    };
+    let rule = limits::policy(ctx, raw, field, context).map(|policy| Rule {
         key_path: key_path.into(),
         policy,
         shadow_mode: raw.shadow_mode.unwrap_or(false),
@@ -238,7 +246,7 @@ fn compile_descriptor(
     let children = match &raw.descriptors {
         Some(list) => {
             let prefix = format!("{field}.descriptors");
-            compile_level(ctx, list, &prefix, key_path, algorithm)
+            compile_level(ctx, list, &prefix, key_path, algorithm, path_keys)
         }
         None => Children::default(),
     };

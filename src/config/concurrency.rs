@@ -15,7 +15,7 @@ use crate::engine::{Algorithm, TimeUnit, Window};
 pub(crate) const DEFAULT_LEASE_TTL: Window =
     Window::new(TimeUnit::Minute, NonZeroU32::MIN.saturating_add(4));
 
-const TTL_EXPECTED: &str = "a duration such as 30s, 5m, 1h or 1d (at least 1)";
+pub(crate) const TTL_EXPECTED: &str = "a duration such as 30s, 5m, 1h or 1d (at least 1)";
 
 /// Reports `max_in_flight` and `lease_ttl` on a limit that is not a concurrency limit.
 pub(crate) fn reject_lease_fields(
@@ -92,7 +92,7 @@ pub(crate) fn lease_limit(
 }
 
 /// `30s`, `5m`, `1h`, `1d` as a window of that many units.
-fn parse_ttl(text: &str) -> Option<Window> {
+pub(crate) fn parse_ttl(text: &str) -> Option<Window> {
     let split = text.find(|c: char| !c.is_ascii_digit())?;
     let amount = NonZeroU32::new(text[..split].parse().ok()?)?;
     let unit = match &text[split..] {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use serde_saphyr::Spanned;
 
+use super::ban;
 use super::compile::Ctx;
 use super::concurrency;
 use super::model::{RawDescriptor, RawLimit};
@@ -35,13 +36,23 @@ pub(crate) fn algorithm(
     parsed
 }
 
+/// What a limit inherits from where it is written: the domain's algorithm and the descriptor
+/// keys from the top of the tree down to its rule (a `ban` may name any of them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Context<'a> {
+    /// The algorithm of limits that name none.
+    pub(crate) algorithm: Algorithm,
+    /// Descriptor keys on the rule's path, outermost first.
+    pub(crate) path_keys: &'a [&'a str],
+}
+
 /// The descriptor's policy: `None` when it has no limit, or when one of its limits is invalid
 /// (the problem is reported and the file will not load).
 pub(crate) fn policy(
     ctx: &mut Ctx<'_>,
     raw: &RawDescriptor,
     field: &str,
-    default: Algorithm,
+    default: Context<'_>,
 ) -> Option<Policy> {
     match (&raw.rate_limit, &raw.rate_limits) {
         (None, None) => None,
@@ -70,7 +81,7 @@ fn several(
     ctx: &mut Ctx<'_>,
     many: &Spanned<Vec<Spanned<RawLimit>>>,
     field: &str,
-    default: Algorithm,
+    default: Context<'_>,
 ) -> Option<Policy> {
     let list_field = format!("{field}.rate_limits");
     if many.value.is_empty() {
@@ -136,15 +147,22 @@ fn limit(
     ctx: &mut Ctx<'_>,
     raw: &Spanned<RawLimit>,
     field: &str,
-    default: Algorithm,
+    context: Context<'_>,
 ) -> Option<Compiled> {
     let at = raw.referenced;
     let raw = &raw.value;
     let errors_before = ctx.error_count();
     let algorithm = match &raw.algorithm {
         Some(written) => algorithm(ctx, written, &format!("{field}.algorithm")),
-        None => Some(default),
+        None => Some(context.algorithm),
     };
+    let ban = raw.ban.as_ref().map(|written| {
+        let field = format!("{field}.ban");
+        (
+            written.referenced,
+            ban::policy(ctx, written, &field, context.path_keys),
+        )
+    });
     let name = match &raw.name {
         Some(name) if name.value.is_empty() => {
             let field = format!("{field}.name");
@@ -168,6 +186,10 @@ fn limit(
                 ctx.report(at, format!("{field}.{key}"), expected, value);
             }
         }
+        if let Some((at, _)) = ban {
+            let expected = "no ban when unlimited is true";
+            ctx.report(at, format!("{field}.ban"), expected, "a ban");
+        }
         return (ctx.error_count() == errors_before).then_some(Compiled::Unlimited);
     }
     if algorithm == Some(Algorithm::Concurrency) {
@@ -179,6 +201,7 @@ fn limit(
                 name: name.map(Arc::from),
                 replaces,
                 soft: raw.soft.unwrap_or(false),
+                ban: ban.and_then(|(_, ban)| ban).map(Arc::new),
                 ..limit
             })
         });
@@ -236,6 +259,7 @@ fn limit(
         replaces,
         soft: raw.soft.unwrap_or(false),
         burst,
+        ban: ban.and_then(|(_, ban)| ban).map(Arc::new),
     }))
 }
 

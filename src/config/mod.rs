@@ -1,6 +1,7 @@
 //! Rules configuration: envoyproxy/ratelimit-format YAML (plus quotad's extensions) compiled into
 //! the engine's immutable `RuleSet`, with every problem collected and located.
 
+mod ban;
 mod compile;
 mod concurrency;
 mod error;

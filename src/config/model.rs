@@ -101,6 +101,19 @@ pub(crate) struct RawLimit {
     pub(crate) max_in_flight: Option<Spanned<u32>>,
     /// quotad extension: how long a concurrency lease lives without its release (`5m`).
     pub(crate) lease_ttl: Option<Spanned<String>>,
+    /// quotad extension: ban a caller that keeps exceeding this limit.
+    pub(crate) ban: Option<Spanned<RawBan>>,
+}
+
+/// `ban:` — `after` excesses `within` a window ban the value of `key` `for` a while.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawBan {
+    pub(crate) after: Option<Spanned<u32>>,
+    pub(crate) within: Option<Spanned<String>>,
+    #[serde(rename = "for")]
+    pub(crate) duration: Option<Spanned<String>>,
+    pub(crate) key: Option<Spanned<String>>,
 }
 
 /// One entry of `replaces`.

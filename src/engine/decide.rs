@@ -21,11 +21,12 @@ use smallvec::SmallVec;
 
 use crate::clock::Timestamp;
 
+use super::ban::{BanPolicy, ban_identity_len};
 use super::bucket::BucketParams;
-use super::identity::{counter_update, identity_len};
+use super::identity::{ban_read, counter_update, identity_len};
 use super::limit::{Algorithm, Limit, Window};
 use super::request::Request;
-use super::rules::{Policy, Rule, RuleSet};
+use super::rules::{BanTarget, DomainRules, Policy, Rule, RuleSet};
 use super::window::{Assessment, CounterReading, assess};
 
 /// One counter a request touches: which key, which window, and how many hits to add.
@@ -48,18 +49,21 @@ pub struct CounterUpdate {
     /// For token buckets, the bucket's parameters (the threshold-dependent part a store needs
     /// to decide admission atomically); `None` for windows.
     pub bucket: Option<BucketParams>,
+    /// Read the end of the ban with this identity (nanoseconds since the epoch, 0 when none)
+    /// into the reading's `current`, instead of counting.
+    pub reads_ban: bool,
 }
 
 /// Which limit a planned counter checks: one from the rules, or one the caller sent.
 #[derive(Debug, Clone, Copy)]
-enum LimitSource<'r> {
+pub(super) enum LimitSource<'r> {
     Configured(&'r Limit),
     Override(usize),
 }
 
 /// How one request descriptor will be answered.
 #[derive(Debug, Clone)]
-enum Planned<'r> {
+pub(super) enum Planned<'r> {
     NoRule,
     Unlimited,
     Limited {
@@ -68,15 +72,36 @@ enum Planned<'r> {
     },
 }
 
+/// A ban read planned for one request descriptor.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct BanCheck<'r> {
+    pub(super) descriptor: usize,
+    pub(super) counter: usize,
+    pub(super) target: &'r BanTarget,
+}
+
+/// A strike planned against a limit that carries a ban, and the value it would ban.
+#[derive(Debug, Clone)]
+pub(super) struct Strike<'r> {
+    pub(super) counter: usize,
+    pub(super) policy: &'r BanPolicy,
+    pub(super) rule: &'r Rule,
+    pub(super) limit: &'r Limit,
+    pub(super) value: String,
+}
+
 /// The counters a request touches, in the order the store must return readings.
 #[derive(Debug, Clone)]
 pub struct Plan<'r> {
-    now: Timestamp,
+    pub(super) now: Timestamp,
     count_rejected_hits: bool,
-    descriptors: SmallVec<[Planned<'r>; 4]>,
+    pub(super) domain: Option<&'r DomainRules>,
+    pub(super) descriptors: SmallVec<[Planned<'r>; 4]>,
     overrides: SmallVec<[Limit; 1]>,
-    counters: SmallVec<[CounterUpdate; 4]>,
-    keys: Vec<u8>,
+    pub(super) counters: SmallVec<[CounterUpdate; 4]>,
+    pub(super) keys: Vec<u8>,
+    ban_checks: SmallVec<[BanCheck<'r>; 1]>,
+    pub(super) strikes: Vec<Strike<'r>>,
 }
 
 impl<'r> Plan<'r> {
@@ -116,6 +141,8 @@ impl<'r> Plan<'r> {
             return None;
         }
         let mut refund = self.clone();
+        refund.ban_checks.clear();
+        refund.strikes.clear();
         let mut index = 0;
         refund.counters.retain(|update| {
             let reading = readings.get(index).copied().unwrap_or_default();
@@ -132,6 +159,21 @@ impl<'r> Plan<'r> {
             update.refund = true;
         }
         (!refund.counters.is_empty()).then_some(refund)
+    }
+
+    /// A plan for the same moment and domain that touches nothing yet.
+    pub(super) fn empty_like(&self) -> Plan<'r> {
+        Plan {
+            now: self.now,
+            count_rejected_hits: self.count_rejected_hits,
+            domain: self.domain,
+            descriptors: SmallVec::new(),
+            overrides: SmallVec::new(),
+            counters: SmallVec::new(),
+            keys: Vec::new(),
+            ban_checks: SmallVec::new(),
+            strikes: Vec::new(),
+        }
     }
 
     fn limit<'s>(&'s self, source: LimitSource<'r>) -> Option<&'s Limit>
@@ -157,8 +199,10 @@ pub struct DescriptorDecision<'p> {
     pub limit: Option<&'p Limit>,
     /// Hits still allowed by the reported limit (`u32::MAX` for unlimited rules).
     pub remaining: u32,
-    /// Time until the reported limit resets.
+    /// Time until the reported limit resets (for a banned descriptor, until the ban ends).
     pub reset: Option<Duration>,
+    /// The descriptor carries a banned value: refused until this moment whatever its quota.
+    pub banned_until: Option<Timestamp>,
     /// The rule was over a limit but in shadow mode, so the descriptor was allowed.
     pub shadow_over_limit: bool,
     /// A soft limit was exceeded: reported, not enforced.
@@ -176,6 +220,7 @@ impl DescriptorDecision<'_> {
             limit: None,
             remaining,
             reset: None,
+            banned_until: None,
             shadow_over_limit: false,
             soft_over_limit: false,
             checked: SmallVec::new_const(),
@@ -214,10 +259,13 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
     let mut plan = Plan {
         now,
         count_rejected_hits: true,
+        domain: None,
         descriptors: SmallVec::new(),
         overrides: SmallVec::new(),
         counters: SmallVec::new(),
         keys: Vec::new(),
+        ban_checks: SmallVec::new(),
+        strikes: Vec::new(),
     };
     let Some(domain) = rules.domain(request.domain) else {
         plan.descriptors
@@ -225,6 +273,7 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
         return plan;
     };
     plan.count_rejected_hits = domain.counts_rejected_hits();
+    plan.domain = Some(domain);
     let matched: SmallVec<[Option<&Rule>; 4]> = request
         .descriptors
         .iter()
@@ -241,10 +290,25 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
                 _ => usize::from(descriptor.limit_override.is_some()),
             };
             limits * identity_len(domain, &descriptor.entries)
+                + banned_entries(domain, descriptor)
+                    .map(|entry| ban_identity_len(domain.name(), entry.key, entry.value))
+                    .sum::<usize>()
         })
         .sum();
     plan.keys.reserve_exact(identities);
-    for (descriptor, rule) in request.descriptors.iter().zip(&matched) {
+    for (index, (descriptor, rule)) in request.descriptors.iter().zip(&matched).enumerate() {
+        for entry in banned_entries(domain, descriptor) {
+            if let Some(target) = domain.ban_target(entry.key) {
+                let counter = plan.counters.len();
+                let read = ban_read(&mut plan.keys, domain.name(), entry.key, entry.value);
+                plan.counters.push(read);
+                plan.ban_checks.push(BanCheck {
+                    descriptor: index,
+                    counter,
+                    target,
+                });
+            }
+        }
         let hits = request.hits_for(descriptor);
         let override_limit = descriptor
             .limit_override
@@ -310,6 +374,19 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
     plan
 }
 
+/// The entries of `descriptor` whose values a ban in `domain` may refuse (none for releases
+/// and refunds, which are never refused).
+fn banned_entries<'e, 'a>(
+    domain: &'e DomainRules,
+    descriptor: &'e super::Descriptor<'a>,
+) -> impl Iterator<Item = &'e super::Entry<'a>> {
+    let checked = domain.has_bans() && !descriptor.refund;
+    descriptor
+        .entries
+        .iter()
+        .filter(move |entry| checked && domain.ban_target(entry.key).is_some())
+}
+
 /// Turns the store's readings (one per planned counter, in plan order) into the answer.
 ///
 /// A store that returns fewer readings than planned leaves the missing counters read as 0.
@@ -352,6 +429,7 @@ pub fn conclude<'p>(plan: &'p Plan<'_>, readings: &[CounterReading]) -> Decision
                         reported.assessment.remaining
                     },
                     reset: Some(reported.assessment.reset),
+                    banned_until: None,
                     shadow_over_limit: enforced_over && shadow,
                     soft_over_limit: reported.soft_over,
                     checked,
@@ -360,6 +438,22 @@ pub fn conclude<'p>(plan: &'p Plan<'_>, readings: &[CounterReading]) -> Decision
         };
         decision.descriptors.push(answer);
     }
+    for check in &plan.ban_checks {
+        let until = readings
+            .get(check.counter)
+            .map_or(0, |reading| reading.current);
+        if until <= plan.now.as_nanos() {
+            continue;
+        }
+        if let Some(answer) = decision.descriptors.get_mut(check.descriptor) {
+            let later = answer
+                .banned_until
+                .is_none_or(|known| known.as_nanos() < until);
+            if later {
+                ban_answer(answer, check.target, Timestamp::from_nanos(until), plan.now);
+            }
+        }
+    }
     decision.over_limit = request_over_limit(&decision.descriptors);
     decision
 }
@@ -367,14 +461,33 @@ pub fn conclude<'p>(plan: &'p Plan<'_>, readings: &[CounterReading]) -> Decision
 /// Whether the request as a whole is rejected: any ordinary descriptor over its limit, or every
 /// quota-mode descriptor over its limit (envoyproxy/ratelimit's `quota_mode`).
 fn request_over_limit(descriptors: &[DescriptorDecision<'_>]) -> bool {
-    let in_quota_mode =
-        |descriptor: &&DescriptorDecision<'_>| descriptor.rule.is_some_and(|rule| rule.quota_mode);
+    let in_quota_mode = |descriptor: &&DescriptorDecision<'_>| {
+        descriptor.banned_until.is_none() && descriptor.rule.is_some_and(|rule| rule.quota_mode)
+    };
     let ordinary_over = descriptors
         .iter()
         .filter(|descriptor| !in_quota_mode(descriptor))
         .any(|descriptor| descriptor.over_limit);
     let mut quota = descriptors.iter().filter(in_quota_mode).peekable();
     ordinary_over || (quota.peek().is_some() && quota.all(|descriptor| descriptor.over_limit))
+}
+
+/// Turns `answer` into a refusal until `until`, reported against the banning rule and limit.
+fn ban_answer<'p>(
+    answer: &mut DescriptorDecision<'p>,
+    target: &'p BanTarget,
+    until: Timestamp,
+    now: Timestamp,
+) {
+    answer.over_limit = true;
+    answer.rule = Some(&target.rule);
+    answer.limit = target.limit();
+    answer.remaining = 0;
+    answer.reset = Some(Duration::from_nanos(
+        until.as_nanos().saturating_sub(now.as_nanos()),
+    ));
+    answer.banned_until = Some(until);
+    answer.shadow_over_limit = false;
 }
 
 /// The limit a descriptor reports, and what its reading means.

@@ -4,8 +4,9 @@
 
 use crate::clock::Timestamp;
 
+use super::ban::{BanPolicy, push_ban_identity};
 use super::decide::CounterUpdate;
-use super::limit::{Algorithm, Limit};
+use super::limit::{Algorithm, Limit, TimeUnit, Window};
 use super::request::Entry;
 use super::rules::DomainRules;
 
@@ -38,8 +39,56 @@ pub(super) fn counter_update(
         hits,
         refund: false,
         bucket: (limit.algorithm == Algorithm::TokenBucket).then(|| limit.bucket()),
+        reads_ban: false,
     }
 }
+
+/// Appends the identity of the ban on `key`=`value` in `domain` and plans reading it.
+pub(super) fn ban_read(keys: &mut Vec<u8>, domain: &str, key: &str, value: &str) -> CounterUpdate {
+    let start = keys.len();
+    push_ban_identity(keys, domain, key, value);
+    let window = Window::of(TimeUnit::Second);
+    CounterUpdate {
+        key: start..keys.len(),
+        window_index: 0,
+        window_nanos: window.nanos(),
+        window,
+        algorithm: Algorithm::FixedWindow,
+        hits: 0,
+        refund: false,
+        bucket: None,
+        reads_ban: true,
+    }
+}
+
+/// Appends the identity of the strikes against one counter (its identity, then the strike
+/// window and tag) and plans one strike on a sliding window of `policy.within`.
+pub(super) fn strike(
+    keys: &mut Vec<u8>,
+    counter: &[u8],
+    policy: &BanPolicy,
+    now: Timestamp,
+) -> CounterUpdate {
+    let start = keys.len();
+    keys.extend_from_slice(counter);
+    let window_nanos = policy.within.nanos();
+    keys.extend_from_slice(&window_nanos.to_le_bytes());
+    keys.push(STRIKE_TAG);
+    CounterUpdate {
+        key: start..keys.len(),
+        window_index: policy.within.bounds(now).index,
+        window_nanos,
+        window: policy.within,
+        algorithm: Algorithm::SlidingWindow,
+        hits: 1,
+        refund: false,
+        bucket: None,
+        reads_ban: false,
+    }
+}
+
+/// The identity tag of strike counters.
+const STRIKE_TAG: u8 = b'x';
 
 /// The length of one counter identity for these entries in `domain` (to size buffers once).
 pub(super) fn identity_len(domain: &DomainRules, entries: &[Entry<'_>]) -> usize {

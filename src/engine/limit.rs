@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::clock::Timestamp;
 
+use super::ban::BanPolicy;
 use super::bucket::BucketParams;
 use super::calendar;
 
@@ -234,6 +235,8 @@ pub struct Limit {
     pub soft: bool,
     /// For token buckets: hits the bucket holds when full (`requests_per_unit` when unset).
     pub burst: Option<NonZeroU32>,
+    /// Bans a caller that keeps exceeding this limit.
+    pub ban: Option<Arc<BanPolicy>>,
 }
 
 impl Limit {
@@ -247,6 +250,7 @@ impl Limit {
             replaces: Box::new([]),
             soft: false,
             burst: None,
+            ban: None,
         }
     }
 
@@ -275,6 +279,12 @@ impl Limit {
             emission_nanos,
             burst: u64::from(burst),
         }
+    }
+
+    /// This limit banning callers that keep exceeding it, as `policy` says.
+    pub fn with_ban(mut self, policy: BanPolicy) -> Self {
+        self.ban = Some(Arc::new(policy));
+        self
     }
 
     /// This limit as a soft limit: reported, never enforced.

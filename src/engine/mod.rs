@@ -1,6 +1,7 @@
 //! The pure decision engine: rules, windows and decisions. No tokio, no network, no system
 //! clock — time arrives as a `Timestamp` and counts arrive as readings from a store.
 
+mod ban;
 mod bucket;
 mod calendar;
 mod decide;
@@ -9,13 +10,17 @@ mod limit;
 mod request;
 mod response;
 mod rules;
+mod strikes;
 mod window;
 
+#[cfg(test)]
+mod ban_tests;
 #[cfg(test)]
 mod concurrency_tests;
 #[cfg(test)]
 mod tests;
 
+pub use ban::{Ban, BanPolicy, ban_identity, describe_window, parse_ban_identity};
 pub use bucket::BucketParams;
 pub use decide::{CounterUpdate, Decision, DescriptorDecision, Plan, conclude, plan};
 pub use identity::shard_key;
@@ -25,5 +30,7 @@ pub use response::{
     BodyTemplate, DEFAULT_BODY, HeaderNames, HeaderStyle, PLACEHOLDERS, QuotaHeaders,
     ResponsePolicy, Segment, TemplateError,
 };
-pub use rules::{Children, DomainRules, KeyBranch, Node, Policy, Rule, RuleSet, ValuePattern};
+pub use rules::{
+    BanTarget, Children, DomainRules, KeyBranch, Node, Policy, Rule, RuleSet, ValuePattern,
+};
 pub use window::{Assessment, CounterReading, assess};

@@ -123,6 +123,14 @@ pub struct KeyBranch {
 }
 
 impl KeyBranch {
+    /// Every node of the branch: exact values, patterns, then the default.
+    fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.exact
+            .values()
+            .chain(self.patterns.iter().map(|(_, node)| node))
+            .chain(self.default.as_deref())
+    }
+
     /// Finds the node for `value`: exact first, then the first matching pattern, then the default.
     fn find(&self, value: &str) -> Option<&Node> {
         if let Some(node) = self.exact.get(value) {
@@ -205,6 +213,55 @@ impl Children {
     }
 }
 
+/// A key some limit of the domain bans values of, and the rule and limit a banned descriptor
+/// reports (the first such limit in the tree).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BanTarget {
+    /// The banned descriptor key.
+    pub key: Arc<str>,
+    /// The rule holding the banning limit.
+    pub rule: Rule,
+    /// Index of the banning limit among the rule's limits.
+    limit: usize,
+}
+
+impl BanTarget {
+    /// The limit whose `ban` targets this key.
+    pub fn limit(&self) -> Option<&Limit> {
+        match &self.rule.policy {
+            Policy::Limited(limits) => limits.get(self.limit),
+            Policy::Unlimited => None,
+        }
+    }
+}
+
+/// Every key banned by some limit under `level`, first occurrence first.
+fn collect_ban_targets(level: &Children, targets: &mut Vec<BanTarget>) {
+    let mut nodes: Vec<&Node> = level.by_key.values().flat_map(KeyBranch::nodes).collect();
+    // Map order is random; a stable order keeps which rule a banned descriptor reports stable.
+    nodes.sort_by(|a, b| {
+        let path = |node: &Node| node.rule.as_ref().map(|rule| rule.key_path.clone());
+        path(a).cmp(&path(b))
+    });
+    for node in nodes {
+        if let Some(rule) = &node.rule
+            && let Policy::Limited(limits) = &rule.policy
+        {
+            for (index, limit) in limits.iter().enumerate() {
+                let Some(ban) = &limit.ban else { continue };
+                if targets.iter().all(|target| target.key != ban.key) {
+                    targets.push(BanTarget {
+                        key: Arc::clone(&ban.key),
+                        rule: rule.clone(),
+                        limit: index,
+                    });
+                }
+            }
+        }
+        collect_ban_targets(&node.children, targets);
+    }
+}
+
 /// The rules of one domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DomainRules {
@@ -213,19 +270,33 @@ pub struct DomainRules {
     count_rejected_hits: bool,
     allow_limit_overrides: bool,
     response: Option<Arc<ResponsePolicy>>,
+    ban_targets: Box<[BanTarget]>,
 }
 
 impl DomainRules {
     /// A domain with the given top-level descriptor nodes, counting rejected hits and honouring
     /// caller-supplied limits, as envoyproxy/ratelimit does.
     pub fn new(name: &str, root: Children) -> Self {
+        let mut ban_targets = Vec::new();
+        collect_ban_targets(&root, &mut ban_targets);
         Self {
             name: name.into(),
             root,
             count_rejected_hits: true,
             allow_limit_overrides: true,
             response: None,
+            ban_targets: ban_targets.into(),
         }
+    }
+
+    /// The ban on values of `key` in this domain, if any limit bans them.
+    pub fn ban_target(&self, key: &str) -> Option<&BanTarget> {
+        self.ban_targets.iter().find(|target| &*target.key == key)
+    }
+
+    /// Whether any limit in this domain bans callers.
+    pub fn has_bans(&self) -> bool {
+        !self.ban_targets.is_empty()
     }
 
     /// Sets the headers and body this domain's answers carry.

@@ -22,7 +22,7 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
 }
 
 /// A 403 unless the peer is on this host (IPv4-mapped IPv6 loopback included).
-fn refuse_remote(peer: SocketAddr) -> Option<Response> {
+pub(super) fn refuse_remote(peer: SocketAddr) -> Option<Response> {
     (!peer.ip().to_canonical().is_loopback()).then(|| {
         text(
             StatusCode::FORBIDDEN,

@@ -8,11 +8,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 
 use super::admin;
+use super::bans::{self, ManageBans};
 use super::health::{self, Readiness, StoreProbe};
 use super::json::{self, Decide};
+use super::usage::{self, ReportUsage};
 use crate::config::Reloader;
 use crate::metrics::Metrics;
 use crate::service::SharedRules;
@@ -27,6 +29,9 @@ pub struct HttpState {
     pub(super) before_scrape: Option<Arc<dyn Fn() + Send + Sync>>,
     pub(super) reloader: Option<Reloader>,
     pub(super) decider: Option<Arc<dyn Decide>>,
+    pub(super) bans: Option<Arc<dyn ManageBans>>,
+    pub(super) usage: Option<Arc<dyn ReportUsage>>,
+    pub(super) usage_public: bool,
 }
 
 impl fmt::Debug for HttpState {
@@ -37,6 +42,9 @@ impl fmt::Debug for HttpState {
             .field("metrics", &self.metrics.is_some())
             .field("reloader", &self.reloader)
             .field("json", &self.decider.is_some())
+            .field("bans", &self.bans.is_some())
+            .field("usage", &self.usage.is_some())
+            .field("usage_public", &self.usage_public)
             .finish_non_exhaustive()
     }
 }
@@ -53,6 +61,9 @@ impl HttpState {
             before_scrape: None,
             reloader: None,
             decider: None,
+            bans: None,
+            usage: None,
+            usage_public: false,
         }
     }
 
@@ -84,6 +95,19 @@ impl HttpState {
         self.decider = Some(decider);
         self
     }
+
+    /// Serves `GET /bans` and `DELETE /bans/{domain}/{key}/{value}` with `bans`.
+    pub fn with_bans(mut self, bans: Arc<dyn ManageBans>) -> Self {
+        self.bans = Some(bans);
+        self
+    }
+
+    /// Answers `GET /usage` with `reader`: to loopback clients only, or to anyone if `public`.
+    pub fn with_usage(mut self, reader: Arc<dyn ReportUsage>, public: bool) -> Self {
+        self.usage = Some(reader);
+        self.usage_public = public;
+        self
+    }
 }
 
 /// The routes, as a service that hands each handler its peer address.
@@ -96,6 +120,9 @@ pub fn router(state: HttpState) -> IntoMakeServiceWithConnectInfo<Router, Socket
         .route("/rlconfig", get(admin::rlconfig))
         .route("/reload", post(admin::reload))
         .route("/json", post(json::json))
+        .route("/bans", get(bans::list))
+        .route("/bans/{domain}/{key}/{value}", delete(bans::lift))
+        .route("/usage", get(usage::usage))
         .with_state(state)
         .into_make_service_with_connect_info::<SocketAddr>()
 }

@@ -2,11 +2,13 @@
 //! counters), how the service behaves (requests, latency, store), and whether the config on
 //! disk is the one serving (reloads, version). Rendered at `GET /metrics` on the HTTP port.
 
+mod bans;
 pub mod names;
 mod registry;
 mod rules;
 mod store;
 
+pub use bans::{BANNED_REQUESTS, BANS_ACTIVE, BANS_STARTED, BanMetrics};
 pub use registry::{Method, Metrics, Outcome};
 pub use rules::{InvalidRatio, NearLimitRatio};
 pub use store::{MemoryMetrics, RedisMetrics};

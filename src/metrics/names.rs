@@ -90,7 +90,7 @@ pub const ALL: [&str; 19] = [
 pub const LABEL_DOMAIN: &str = "domain";
 /// Label: the rule's key path (`plan_pro.api_key`), or the request's values for `detailed_metric`.
 pub const LABEL_KEY_PATH: &str = "key_path";
-/// Label: `should_rate_limit` (gRPC) or `json` (`POST /json`).
+/// Label: `should_rate_limit` (gRPC), `json` (`POST /json`) or `usage` (`GET /usage`).
 pub const LABEL_METHOD: &str = "method";
 /// Label: how a request ended (see [`super::Outcome`]).
 pub const LABEL_OUTCOME: &str = "outcome";

@@ -31,16 +31,19 @@ pub enum Method {
     ShouldRateLimit,
     /// HTTP `POST /json`.
     Json,
+    /// HTTP `GET /usage` (a lookup: never over the limit, never consumes).
+    Usage,
 }
 
 impl Method {
-    const ALL: [Method; 2] = [Method::ShouldRateLimit, Method::Json];
+    const ALL: [Method; 3] = [Method::ShouldRateLimit, Method::Json, Method::Usage];
 
     /// The `method` label value.
     pub const fn name(self) -> &'static str {
         match self {
             Method::ShouldRateLimit => "should_rate_limit",
             Method::Json => "json",
+            Method::Usage => "usage",
         }
     }
 }

@@ -5,6 +5,7 @@ mod headers;
 mod policy;
 mod reflection;
 mod rls;
+mod usage;
 
 pub use convert::{
     InvalidRequest, RequestLimits, request_from_wire, response_from_decision, unit_to_wire,
@@ -14,3 +15,7 @@ pub use headers::decorate;
 pub use policy::StoreErrorPolicy;
 pub use reflection::{RLS_FILE_DESCRIPTOR_SET, ReflectionError, reflection_v1, reflection_v1alpha};
 pub use rls::{RateLimiter, SharedRules, shared_rules};
+pub use usage::{
+    DescriptorUsage, EntryUsage, LimitUsage, RuleStatus, UsageError, UsageQuery, UsageReader,
+    UsageReport, WindowUsage, rfc3339,
+};

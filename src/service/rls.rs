@@ -12,9 +12,9 @@ use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimit
 use tonic::{Request, Response, Status};
 
 use crate::clock::Clock;
-use crate::engine::{self, ResponsePolicy, RuleSet};
-use crate::metrics::{Method, Metrics, Outcome};
-use crate::store::CounterStore;
+use crate::engine::{self, Ban, Plan, ResponsePolicy, RuleSet, ban_identity};
+use crate::metrics::{BanMetrics, Method, Metrics, Outcome};
+use crate::store::{CounterStore, StoreError};
 
 use super::convert::response_from_decision;
 use super::headers::decorate;
@@ -34,6 +34,7 @@ pub struct RateLimiter<S: CounterStore, C: Clock> {
     store: Arc<S>,
     clock: C,
     metrics: Option<Metrics>,
+    ban_metrics: Option<BanMetrics>,
     on_store_error: StoreErrorPolicy,
     default_response: ResponsePolicy,
 }
@@ -54,6 +55,7 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
             store,
             clock,
             metrics: None,
+            ban_metrics: None,
             on_store_error: StoreErrorPolicy::default(),
             default_response: ResponsePolicy::default(),
         }
@@ -74,8 +76,61 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
 
     /// The same service, counting requests, decisions and store errors in `metrics`.
     pub fn with_metrics(mut self, metrics: Metrics) -> Self {
+        self.ban_metrics = Some(metrics.bans());
         self.metrics = Some(metrics);
         self
+    }
+
+    /// The moment on this service's clock.
+    pub fn now(&self) -> crate::clock::Timestamp {
+        self.clock.now()
+    }
+
+    /// Every ban in force now.
+    pub async fn bans(&self) -> Result<Vec<Ban>, StoreError> {
+        self.store.bans(self.clock.now()).await
+    }
+
+    /// Lifts the ban on `key`=`value` in `domain`; whether one was in force.
+    pub async fn lift_ban(&self, domain: &str, key: &str, value: &str) -> Result<bool, StoreError> {
+        let identity = ban_identity(domain, key, value);
+        let lifted = self.store.lift_ban(&identity, self.clock.now()).await?;
+        if lifted {
+            tracing::info!(domain, key, value, "ban lifted");
+        }
+        Ok(lifted)
+    }
+
+    /// Records the strikes a rejected request earned and starts the bans they call for. A
+    /// failure only delays a ban (the next excess retries), so it is logged, never answered.
+    async fn strike(&self, strikes: &Plan<'_>, domain: &str) {
+        let readings = match self.store.apply(strikes).await {
+            Ok(readings) => readings,
+            Err(error) => {
+                tracing::warn!(%error, domain, "recording strikes failed");
+                return;
+            }
+        };
+        for ban in strikes.bans_due(&readings) {
+            match self.store.start_ban(&ban, strikes.now()).await {
+                Ok(()) => {
+                    tracing::info!(
+                        domain,
+                        key = ban.key,
+                        value = ban.value,
+                        reason = ban.reason,
+                        seconds = ban.remaining(strikes.now()).as_secs(),
+                        "ban started"
+                    );
+                    if let Some(metrics) = &self.ban_metrics {
+                        metrics.ban_started(domain);
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(%error, domain, key = ban.key, "starting a ban failed")
+                }
+            }
+        }
     }
 
     /// Answers one request like [`Self::decide`] and records it as a `method` call. Latency is
@@ -124,6 +179,17 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
                     .inspect(|metrics| metrics.record_store_error());
             }
         }
+        if let Some(metrics) = &self.ban_metrics
+            && decision
+                .descriptors
+                .iter()
+                .any(|descriptor| descriptor.banned_until.is_some())
+        {
+            metrics.request_banned(request.domain);
+        }
+        if let Some(strikes) = plan.strikes(&request, &decision) {
+            self.strike(&strikes, request.domain).await;
+        }
         let mut response = response_from_decision(&decision);
         if let Some(domain) = rules.domain(request.domain) {
             decorate(
@@ -162,7 +228,7 @@ mod tests {
 
     use super::*;
     use crate::clock::{ManualClock, Timestamp};
-    use crate::engine::{CounterReading, Plan};
+    use crate::engine::{Ban, CounterReading, Plan};
     use crate::store::{MemoryStore, StoreError};
 
     struct BrokenStore;
@@ -173,6 +239,22 @@ mod tests {
             _plan: &Plan<'_>,
         ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
             ready(Err(StoreError::Unavailable("redis down".into())))
+        }
+
+        async fn start_ban(&self, _ban: &Ban, _now: Timestamp) -> Result<(), StoreError> {
+            Err(StoreError::Unavailable("redis down".into()))
+        }
+
+        async fn bans(&self, _now: Timestamp) -> Result<Vec<Ban>, StoreError> {
+            Err(StoreError::Unavailable("redis down".into()))
+        }
+
+        async fn active_bans(&self, _now: Timestamp) -> Result<u64, StoreError> {
+            Err(StoreError::Unavailable("redis down".into()))
+        }
+
+        async fn lift_ban(&self, _identity: &[u8], _now: Timestamp) -> Result<bool, StoreError> {
+            Err(StoreError::Unavailable("redis down".into()))
         }
     }
 

@@ -9,7 +9,8 @@ pub use memory::{DEFAULT_MAX_KEYS, MemoryStore, MemoryStoreStats};
 
 use std::future::Future;
 
-use crate::engine::{CounterReading, Plan};
+use crate::clock::Timestamp;
+use crate::engine::{Ban, CounterReading, Plan};
 
 /// Why a store could not apply a plan.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,11 +27,33 @@ impl StoreError {
     }
 }
 
-/// A place that keeps counters and applies a request's hits atomically.
+/// A place that keeps counters and applies a request's hits atomically, and keeps the bans
+/// that plans read (see `engine::Ban`).
 pub trait CounterStore: Send + Sync + 'static {
-    /// Adds each counter's hits in its window and returns the counts after adding, in plan order.
+    /// Adds each counter's hits in its window and returns the counts after adding, in plan order;
+    /// for a ban read, the ban's end (nanoseconds since the epoch, 0 when none) as `current`.
     fn apply(
         &self,
         plan: &Plan<'_>,
     ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send;
+
+    /// Starts `ban` (a ban already on the same value keeps the later end).
+    fn start_ban(
+        &self,
+        ban: &Ban,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every ban in force at `now`.
+    fn bans(&self, now: Timestamp) -> impl Future<Output = Result<Vec<Ban>, StoreError>> + Send;
+
+    /// How many bans are in force at `now`.
+    fn active_bans(&self, now: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send;
+
+    /// Lifts the ban with this identity (`engine::ban_identity`); whether one was in force.
+    fn lift_ban(
+        &self,
+        identity: &[u8],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
 }

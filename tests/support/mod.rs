@@ -4,6 +4,7 @@
 // Each test binary that includes this module uses only some of its helpers (and re-exports).
 #![allow(dead_code, unused_imports)]
 
+pub mod ban_behaviours;
 pub mod bucket_behaviours;
 pub mod concurrency_behaviours;
 pub mod redis_server;

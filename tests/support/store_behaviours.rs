@@ -14,6 +14,9 @@ use quotad::store::redis::counter_key;
 use quotad::store::{CounterStore, StoreError};
 use redis::cluster_routing::Slot;
 
+pub use super::ban_behaviours::{
+    bans_are_listed_extended_and_lifted, bans_start_on_strikes_and_end_on_the_clock,
+};
 pub use super::bucket_behaviours::{
     token_bucket_admits_the_burst_then_the_rate, token_bucket_is_exact_under_concurrency,
     token_bucket_refunds_a_rejected_request, token_bucket_reports_exactly_when_to_retry,

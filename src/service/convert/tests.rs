@@ -130,6 +130,7 @@ fn decided(
         limit,
         remaining,
         reset,
+        banned_until: None,
         shadow_over_limit: false,
         soft_over_limit: false,
         checked: SmallVec::new(),

@@ -12,6 +12,7 @@
 //! the price of never running out of memory when every request brings a new key; busy keys
 //! are the most recently used and so the last to go.
 
+mod bans;
 mod cell;
 mod evict;
 
@@ -23,9 +24,10 @@ use foldhash::fast::RandomState;
 use papaya::HashMap;
 
 use crate::clock::Timestamp;
-use crate::engine::{CounterReading, Plan};
+use crate::engine::{Ban, CounterReading, Plan};
 
 use super::{CounterStore, StoreError};
+use bans::Bans;
 use cell::Cell;
 
 /// The default bound on counter cells: about 1 GB at the measured cost per key.
@@ -47,6 +49,7 @@ pub struct MemoryStore {
     max_keys: usize,
     evicting: AtomicBool,
     evictions: AtomicU64,
+    bans: Bans,
 }
 
 impl Default for MemoryStore {
@@ -68,6 +71,7 @@ impl MemoryStore {
             max_keys: max_keys.max(1),
             evicting: AtomicBool::new(false),
             evictions: AtomicU64::new(0),
+            bans: Bans::new(max_keys),
         }
     }
 
@@ -76,6 +80,12 @@ impl MemoryStore {
         let cells = self.cells.pin();
         plan.counters()
             .map(|(key, update)| {
+                if update.reads_ban {
+                    return CounterReading {
+                        current: self.bans.until(key),
+                        previous: 0,
+                    };
+                }
                 loop {
                     let cell = match cells.get(key) {
                         Some(cell) => cell,
@@ -98,6 +108,12 @@ impl MemoryStore {
             .collect()
     }
 
+    /// Starts `ban` (a later end on the same value wins); false when the store already holds
+    /// `max_keys` bans in force. The synchronous form of `CounterStore::start_ban`.
+    pub fn keep_ban(&self, ban: &Ban, now: Timestamp) -> bool {
+        self.bans.start(ban, now)
+    }
+
     /// Reclaims every cell whose windows have ended (or whose bucket is full again) at `now`;
     /// returns how many were removed.
     pub fn sweep(&self, now: Timestamp) -> usize {
@@ -113,7 +129,7 @@ impl MemoryStore {
                 removed += 1;
             }
         }
-        removed
+        removed + self.bans.sweep(now)
     }
 
     /// Current size figures.
@@ -151,6 +167,36 @@ impl CounterStore for MemoryStore {
         plan: &Plan<'_>,
     ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
         ready(Ok(self.apply_plan(plan)))
+    }
+
+    fn start_ban(
+        &self,
+        ban: &Ban,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let kept = self.keep_ban(ban, now);
+        ready(kept.then_some(()).ok_or_else(|| {
+            StoreError::Unavailable(format!(
+                "the memory store already holds {} bans in force",
+                self.max_keys
+            ))
+        }))
+    }
+
+    fn bans(&self, now: Timestamp) -> impl Future<Output = Result<Vec<Ban>, StoreError>> + Send {
+        ready(Ok(self.bans.list(now)))
+    }
+
+    fn active_bans(&self, now: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        ready(Ok(self.bans.active(now) as u64))
+    }
+
+    fn lift_ban(
+        &self,
+        identity: &[u8],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        ready(Ok(self.bans.lift(identity, now)))
     }
 }
 

@@ -3,6 +3,7 @@
 //! `script` applies them atomically in Lua, `breaker` and `status` handle a slow or dead Redis,
 //! and `store` ties them into a `CounterStore`.
 
+mod bans;
 mod breaker;
 mod config;
 mod keys;

@@ -22,7 +22,8 @@ pub(crate) const COUNT_MAX: u64 = (1 << 48) - 2;
 /// - `ARGV[1]`, `ARGV[2]`: quotad's clock, whole seconds and the nanoseconds past them (never
 ///   Redis's `TIME`, so every replica and the memory store agree on windows and buckets).
 /// - Then six values per counter, from `ARGV[2 + 6i - 5]`:
-///   1. kind: 0 for a window counter, 1 for a token bucket;
+///   1. kind: 0 for a window counter, 1 for a token bucket, 3 for a ban read (the other five
+///      values unused);
 ///   2. window: the window index (from quotad's clock; calendar windows too) — bucket: the
 ///      emission interval in nanoseconds (2^52 or more means the bucket never admits);
 ///   3. hits, at most `COUNT_MAX`; 0 reads without writing;
@@ -46,6 +47,9 @@ pub(crate) const COUNT_MAX: u64 = (1 << 48) - 2;
 /// when `max(TAT, now) + hits × interval − now ≤ capacity × interval`; refused hits leave the
 /// TAT alone.
 ///
+/// A ban key holds `"<end in Unix milliseconds>|<reason>"` and expires at that end (see
+/// `bans`); a ban read writes nothing and returns `{end, 0}` (`{0, 0}` when there is none).
+///
 /// Returns a flat array with two values per counter: window counters give
 /// `{current, previous}`; buckets give `{after + 1, before + 1}`, the TAT after and before the
 /// call in nanoseconds relative to now, each at least −1 (anything at or before now is a full
@@ -61,7 +65,12 @@ for i, key in ipairs(KEYS) do
   local refund = ARGV[base + 5] ~= '0'
   local release = ARGV[base + 5] == '2'
   local value = redis.call('GET', key)
-  if kind == 1 then
+  if kind == 3 then
+    local ends = 0
+    if value then ends = tonumber(string.match(value, '^(%d+)|')) or 0 end
+    out[2 * i - 1] = ends
+    out[2 * i] = 0
+  elseif kind == 1 then
     local interval = tonumber(ARGV[base + 2])
     local capacity = tonumber(ARGV[base + 6])
     local before = -1
@@ -178,8 +187,32 @@ pub(crate) struct Batch {
     now_nanos: u64,
     keys: Vec<Vec<u8>>,
     args: Vec<u64>,
-    algorithms: Vec<Algorithm>,
+    replies: Vec<ReplyShape>,
     positions: Vec<usize>,
+}
+
+/// How the script's two values for one counter read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReplyShape {
+    /// `{current, previous}`; fixed windows report no previous count.
+    Window { previous: bool },
+    /// Arrival times relative to now, shifted by one.
+    Bucket,
+    /// A ban's end in Unix milliseconds.
+    Ban,
+}
+
+impl ReplyShape {
+    fn of(update: &CounterUpdate) -> Self {
+        match update.algorithm {
+            _ if update.reads_ban => ReplyShape::Ban,
+            Algorithm::TokenBucket => ReplyShape::Bucket,
+            Algorithm::SlidingWindow | Algorithm::Concurrency => {
+                ReplyShape::Window { previous: true }
+            }
+            Algorithm::FixedWindow => ReplyShape::Window { previous: false },
+        }
+    }
 }
 
 impl Batch {
@@ -190,7 +223,7 @@ impl Batch {
             now_nanos,
             keys: Vec::new(),
             args: vec![now_nanos / 1_000_000_000, now_nanos % 1_000_000_000],
-            algorithms: Vec::new(),
+            replies: Vec::new(),
             positions: Vec::new(),
         }
     }
@@ -206,6 +239,7 @@ impl Batch {
         };
         let hits = update.hits.min(COUNT_MAX);
         self.args.extend(match update.bucket {
+            _ if update.reads_ban => [3, 0, 0, 0, 0, 0],
             Some(bucket) => [
                 1,
                 bucket.emission_nanos.min(CLOSED_INTERVAL),
@@ -216,7 +250,7 @@ impl Batch {
             ],
             None => [0, update.window_index, hits, ttl_millis, refund, 0],
         });
-        self.algorithms.push(update.algorithm);
+        self.replies.push(ReplyShape::of(update));
         self.positions.push(position);
     }
 
@@ -244,24 +278,24 @@ impl Batch {
                 self.keys.len()
             ));
         }
-        for ((pair, &algorithm), &position) in reply
+        for ((pair, &shape), &position) in reply
             .chunks_exact(2)
-            .zip(&self.algorithms)
+            .zip(&self.replies)
             .zip(&self.positions)
         {
             // Bucket TATs come back relative to now, shifted by one (see the contract).
             let absolute = |shifted: u64| (self.now_nanos + shifted).saturating_sub(1);
-            let reading = match algorithm {
-                Algorithm::TokenBucket => CounterReading {
+            let reading = match shape {
+                ReplyShape::Bucket => CounterReading {
                     current: absolute(pair[0]),
                     previous: absolute(pair[1]),
                 },
-                Algorithm::SlidingWindow | Algorithm::Concurrency => CounterReading {
+                ReplyShape::Window { previous } => CounterReading {
                     current: pair[0],
-                    previous: pair[1],
+                    previous: if previous { pair[1] } else { 0 },
                 },
-                Algorithm::FixedWindow => CounterReading {
-                    current: pair[0],
+                ReplyShape::Ban => CounterReading {
+                    current: pair[0].saturating_mul(1_000_000),
                     previous: 0,
                 },
             };

@@ -13,13 +13,14 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::{ClusterClientBuilder, ClusterConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
-use redis::{ErrorKind, RedisError, TlsCertificates};
+use redis::{Cmd, ErrorKind, FromRedisValue, RedisError, TlsCertificates};
 use tokio_rustls::rustls;
 use tokio_rustls::rustls::pki_types::CertificateDer;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 
 use crate::clock::Clock;
-use crate::engine::{CounterReading, Plan};
+use crate::clock::Timestamp;
+use crate::engine::{Ban, CounterReading, Plan};
 use crate::store::{CounterStore, StoreError};
 
 use super::breaker::{Admission, Breaker};
@@ -190,6 +191,23 @@ impl RedisStore {
         Ok(readings)
     }
 
+    /// Runs one command (routed by its first key on a cluster) through the same timeout and
+    /// breaker as counter calls.
+    pub(super) async fn query<T: FromRedisValue + Send>(
+        &self,
+        command: Cmd,
+    ) -> Result<T, StoreError> {
+        let mut backend = self.backend.clone();
+        self.guarded(async move {
+            let result = match &mut backend {
+                Backend::Standalone(connection) => command.query_async(connection).await,
+                Backend::Cluster(connection) => command.query_async(connection).await,
+            };
+            result.map_err(Failure::Redis)
+        })
+        .await
+    }
+
     async fn run_batch(&self, batch: &Batch) -> Result<Vec<u64>, RedisError> {
         match self.backend.clone() {
             Backend::Standalone(mut connection) => self.script.run(&mut connection, batch).await,
@@ -253,6 +271,36 @@ impl CounterStore for RedisStore {
             }
             self.guarded(self.run(batches, len)).await
         }
+    }
+
+    fn start_ban(
+        &self,
+        ban: &Ban,
+        now: Timestamp,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        let commands = super::bans::start(ban, now);
+        async move {
+            for command in commands {
+                self.query::<redis::Value>(command).await?;
+            }
+            Ok(())
+        }
+    }
+
+    fn bans(&self, now: Timestamp) -> impl Future<Output = Result<Vec<Ban>, StoreError>> + Send {
+        super::bans::list(self, now)
+    }
+
+    fn active_bans(&self, now: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send {
+        self.query(super::bans::count(now))
+    }
+
+    fn lift_ban(
+        &self,
+        identity: &[u8],
+        now: Timestamp,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+        super::bans::lift(self, identity.to_vec(), now)
     }
 }
 
