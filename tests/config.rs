@@ -80,7 +80,7 @@ fn unknown_keys_name_the_key_and_the_allowed_ones() {
             2,
             1,
             "descriptor",
-            "one of domain, algorithm, count_rejected_hits, allow_limit_overrides, response_headers, over_limit_body, descriptors",
+            "one of domain, algorithm, count_rejected_hits, allow_limit_overrides, response_headers, over_limit_body, rlqs, descriptors",
             "unknown key \"descriptor\""
         )]
     );

@@ -24,7 +24,9 @@ use crate::clock::Clock;
 use crate::config::Reloader;
 use crate::http::{self, HttpState, Readiness};
 use crate::metrics::Metrics;
-use crate::service::{RateLimiter, SharedRules, UsageReader, reflection_v1, reflection_v1alpha};
+use crate::service::{
+    QuotaService, RateLimiter, SharedRules, UsageReader, reflection_v1, reflection_v1alpha,
+};
 use crate::telemetry::error_chain;
 
 /// A started server. Dropping it stops the servers without waiting; prefer [`Self::shutdown`].
@@ -98,6 +100,12 @@ async fn serve<C: Clock + Clone, S: ServedStore>(
         .builder()
         .add_service(health_service)
         .add_service(config.grpc.load_shedding().wrap(rate_limit_service))
+        .add_service(
+            QuotaService::new(config.rules.clone(), store.clone(), config.clock.clone())
+                .with_metrics(&metrics)
+                .with_shutdown(stopped.clone())
+                .into_server(),
+        )
         .add_service(reflection_v1().map_err(StartError::Reflection)?)
         .add_service(reflection_v1alpha().map_err(StartError::Reflection)?);
     let grpc = grpc::serve(router, grpc_listener, tls, until_stopped(stopped.clone()));

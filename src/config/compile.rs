@@ -11,6 +11,7 @@ use super::limits;
 use super::model::RawDescriptor;
 use super::parse;
 use super::response;
+use super::rlqs;
 use crate::engine::{Algorithm, Children, DomainRules, Node, Rule, RuleSet, ValuePattern};
 
 /// Errors found so far in one file, and the file's name for each of them.
@@ -96,10 +97,12 @@ pub(crate) fn compile_file(file: &str, yaml: &str) -> Result<CompiledFile, Vec<C
     };
     let chose_response = raw.response_headers.is_some() || raw.over_limit_body.is_some();
     let response = response::policy(&mut ctx, &raw);
+    let quota = rlqs::settings(&mut ctx, raw.rlqs.as_ref());
     if ctx.errors.is_empty() {
         let rules = DomainRules::new(name, root)
             .with_count_rejected_hits(raw.count_rejected_hits.unwrap_or(true))
-            .with_limit_overrides(raw.allow_limit_overrides.unwrap_or(true));
+            .with_limit_overrides(raw.allow_limit_overrides.unwrap_or(true))
+            .with_quota_settings(quota);
         // A domain that says nothing about responses follows the server-wide default.
         let rules = if chose_response {
             rules.with_response(response)

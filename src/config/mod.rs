@@ -11,6 +11,7 @@ mod model;
 mod parse;
 mod reload;
 mod response;
+mod rlqs;
 mod summary;
 mod tree;
 mod watch;

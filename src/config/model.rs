@@ -21,6 +21,8 @@ pub(crate) struct RawFile {
     pub(crate) response_headers: Option<Spanned<RawResponseHeaders>>,
     /// quotad extension: the body Envoy sends with a 429.
     pub(crate) over_limit_body: Option<Spanned<RawBody>>,
+    /// quotad extension: how Envoy's Rate Limit Quota buckets map onto these rules.
+    pub(crate) rlqs: Option<Spanned<super::rlqs::RawRlqs>>,
     pub(crate) descriptors: Option<Vec<Spanned<RawDescriptor>>>,
 }
 

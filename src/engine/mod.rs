@@ -7,6 +7,7 @@ mod calendar;
 mod decide;
 mod identity;
 mod limit;
+pub mod quota;
 mod request;
 mod response;
 mod rules;

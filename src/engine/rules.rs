@@ -7,6 +7,7 @@ use std::sync::Arc;
 use foldhash::fast::RandomState;
 
 use super::limit::Limit;
+use super::quota::QuotaSettings;
 use super::request::Entry;
 use super::response::{BodyTemplate, ResponsePolicy};
 
@@ -271,6 +272,7 @@ pub struct DomainRules {
     allow_limit_overrides: bool,
     response: Option<Arc<ResponsePolicy>>,
     ban_targets: Box<[BanTarget]>,
+    quota: QuotaSettings,
 }
 
 impl DomainRules {
@@ -286,7 +288,19 @@ impl DomainRules {
             allow_limit_overrides: true,
             response: None,
             ban_targets: ban_targets.into(),
+            quota: QuotaSettings::default(),
         }
+    }
+
+    /// Sets how Rate Limit Quota buckets map onto this domain's rules (the `rlqs:` block).
+    pub fn with_quota_settings(mut self, quota: QuotaSettings) -> Self {
+        self.quota = quota;
+        self
+    }
+
+    /// How Rate Limit Quota buckets map onto this domain's rules.
+    pub fn quota_settings(&self) -> &QuotaSettings {
+        &self.quota
     }
 
     /// The ban on values of `key` in this domain, if any limit bans them.

@@ -4,6 +4,7 @@ mod convert;
 mod headers;
 mod policy;
 mod reflection;
+mod rlqs;
 mod rls;
 mod usage;
 
@@ -14,6 +15,7 @@ pub use convert::{
 pub use headers::decorate;
 pub use policy::StoreErrorPolicy;
 pub use reflection::{RLS_FILE_DESCRIPTOR_SET, ReflectionError, reflection_v1, reflection_v1alpha};
+pub use rlqs::{QuotaService, RELOAD_POLL};
 pub use rls::{RateLimiter, SharedRules, shared_rules};
 pub use usage::{
     DescriptorUsage, EntryUsage, LimitUsage, RuleStatus, UsageError, UsageQuery, UsageReader,
