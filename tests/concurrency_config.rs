@@ -139,7 +139,7 @@ fn lease_fields_are_refused_elsewhere() {
             2,
             12,
             "algorithm",
-            "a domain default of fixed_window, sliding_window or token_bucket (set algorithm: concurrency on the limit)",
+            "a domain default of fixed_window, sliding_window or token_bucket (set concurrency or distinct on the limit)",
             "\"concurrency\""
         )]
     );

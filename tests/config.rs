@@ -9,7 +9,7 @@ use quotad::config::{ConfigError, ConfigErrors, DomainSummary, compile_str, load
 use quotad::engine::{Entry, Policy};
 
 const UNITS: &str = "one of second, minute, hour, day, week, month, year";
-const ALGORITHMS: &str = "one of fixed_window, sliding_window, token_bucket, concurrency";
+const ALGORITHMS: &str = "one of fixed_window, sliding_window, token_bucket, concurrency, distinct";
 
 fn errors(yaml: &str) -> Vec<ConfigError> {
     match compile_str("api.yaml", yaml) {
@@ -670,7 +670,7 @@ fn config_errors_display_one_line_per_error() {
     assert_eq!(
         errors.to_string(),
         "api.yaml:1:9: domain: expected a non-empty domain name, found \"\"\n\
-         api.yaml:2:12: algorithm: expected one of fixed_window, sliding_window, token_bucket, concurrency, found \"x\""
+         api.yaml:2:12: algorithm: expected one of fixed_window, sliding_window, token_bucket, concurrency, distinct, found \"x\""
     );
 }
 

@@ -99,6 +99,8 @@ every_store!(
     negative_hits_refund_a_window,
     bans_start_on_strikes_and_end_on_the_clock,
     bans_are_listed_extended_and_lifted,
+    distinct_values_are_exact_up_to_the_limit,
+    distinct_values_past_the_exact_bound_are_estimated,
 );
 
 /// An admin connection beside the store, of whichever kind the backend is.

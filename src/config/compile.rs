@@ -81,11 +81,12 @@ pub(crate) fn compile_file(file: &str, yaml: &str) -> Result<CompiledFile, Vec<C
     let algorithm = match &raw.algorithm {
         Some(written) => {
             let algorithm = limits::algorithm(&mut ctx, written, "algorithm").unwrap_or_default();
-            if algorithm == Algorithm::Concurrency {
-                // It needs max_in_flight, which only a limit can carry.
+            if matches!(algorithm, Algorithm::Concurrency | Algorithm::Distinct) {
+                // Concurrency needs max_in_flight and distinct a nested rule: limit by limit.
                 let expected = "a domain default of fixed_window, sliding_window or token_bucket \
-                                (set algorithm: concurrency on the limit)";
-                ctx.report(written.referenced, "algorithm", expected, "\"concurrency\"");
+                                (set concurrency or distinct on the limit)";
+                let found = format!("{:?}", algorithm.name());
+                ctx.report(written.referenced, "algorithm", expected, found);
             }
             algorithm
         }

@@ -14,7 +14,7 @@ use super::model::{RawDescriptor, RawLimit};
 use crate::engine::{Algorithm, Limit, Policy, TimeUnit, Window};
 
 const UNITS: &str = "one of second, minute, hour, day, week, month, year";
-const ALGORITHMS: &str = "one of fixed_window, sliding_window, token_bucket, concurrency";
+const ALGORITHMS: &str = "one of fixed_window, sliding_window, token_bucket, concurrency, distinct";
 
 /// One limit entry after checking.
 enum Compiled {
@@ -248,6 +248,16 @@ fn limit(
     };
     let window = window(ctx, raw, field, unit, multiplier, algorithm)?;
     let burst = burst(ctx, raw, field, algorithm);
+    if algorithm == Algorithm::Distinct && context.path_keys.len() < 2 {
+        let expected = "algorithm distinct on a nested descriptor: it counts distinct values of \
+                        the rule's own key per the keys above it";
+        let found = format!("a top-level descriptor ({})", context.path_keys.join(", "));
+        let at = raw
+            .algorithm
+            .as_ref()
+            .map_or(at, |written| written.referenced);
+        ctx.report(at, format!("{field}.algorithm"), expected, found);
+    }
     if ctx.error_count() != errors_before {
         return None;
     }

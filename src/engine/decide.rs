@@ -23,6 +23,7 @@ use crate::clock::Timestamp;
 
 use super::ban::{BanPolicy, ban_identity_len};
 use super::bucket::BucketParams;
+use super::distinct::DistinctParams;
 use super::identity::{ban_read, counter_update, identity_len};
 use super::limit::{Algorithm, Limit, Window};
 use super::request::Request;
@@ -52,6 +53,8 @@ pub struct CounterUpdate {
     /// Read the end of the ban with this identity (nanoseconds since the epoch, 0 when none)
     /// into the reading's `current`, instead of counting.
     pub reads_ban: bool,
+    /// For distinct counters, the limit and the value to add (see `distinct`).
+    pub distinct: Option<DistinctParams>,
 }
 
 /// Which limit a planned counter checks: one from the rules, or one the caller sent.
@@ -152,13 +155,26 @@ impl<'r> Plan<'r> {
                 None => true,
             };
             // Envoy releases a rejected acquire itself at stream done (see the module doc).
-            let lease = update.algorithm == Algorithm::Concurrency;
-            update.hits > 0 && charged && !update.refund && !lease
+            // A refused distinct value was never added, and a passed one is not a count.
+            let uncounted = matches!(
+                update.algorithm,
+                Algorithm::Concurrency | Algorithm::Distinct
+            );
+            update.hits > 0 && charged && !update.refund && !uncounted
         });
         for update in &mut refund.counters {
             update.refund = true;
         }
         (!refund.counters.is_empty()).then_some(refund)
+    }
+
+    /// The value a distinct counter adds (empty for other counters).
+    pub fn distinct_value(&self, update: &CounterUpdate) -> &[u8] {
+        update
+            .distinct
+            .as_ref()
+            .and_then(|distinct| self.keys.get(distinct.value.clone()))
+            .unwrap_or_default()
     }
 
     /// A plan for the same moment and domain that touches nothing yet.

@@ -6,6 +6,7 @@ use crate::clock::Timestamp;
 
 use super::ban::{BanPolicy, push_ban_identity};
 use super::decide::CounterUpdate;
+use super::distinct::DistinctParams;
 use super::limit::{Algorithm, Limit, TimeUnit, Window};
 use super::request::Entry;
 use super::rules::DomainRules;
@@ -13,6 +14,8 @@ use super::rules::DomainRules;
 /// Appends the counter identity for (domain, descriptor entries, window, algorithm) to `keys`.
 ///
 /// Strings are length-prefixed so no value can forge another key; the threshold is left out.
+/// A distinct counter leaves the last entry's value out of its identity and appends it after
+/// the identity as the value to add.
 pub(super) fn counter_update(
     keys: &mut Vec<u8>,
     domain: &DomainRules,
@@ -23,15 +26,29 @@ pub(super) fn counter_update(
 ) -> CounterUpdate {
     let start = keys.len();
     push_str(keys, domain.name());
-    for entry in entries {
+    let distinct = limit.algorithm == Algorithm::Distinct;
+    let (named, counted) = match entries.split_last() {
+        Some((last, named)) if distinct => (named, Some(last)),
+        _ => (entries, None),
+    };
+    for entry in named {
         push_str(keys, entry.key);
         push_str(keys, entry.value);
+    }
+    if let Some(last) = counted {
+        push_str(keys, last.key);
     }
     let window_nanos = limit.window.nanos();
     keys.extend_from_slice(&window_nanos.to_le_bytes());
     keys.push(limit.algorithm.tag() | if limit.window.is_calendar() { 0x80 } else { 0 });
+    let key = start..keys.len();
+    let distinct = distinct.then(|| {
+        let value_start = keys.len();
+        keys.extend_from_slice(counted.map_or("", |last| last.value).as_bytes());
+        DistinctParams::new(limit.requests_per_unit, value_start..keys.len())
+    });
     CounterUpdate {
-        key: start..keys.len(),
+        key,
         window_index: limit.window.bounds(now).index,
         window_nanos,
         window: limit.window,
@@ -40,6 +57,7 @@ pub(super) fn counter_update(
         refund: false,
         bucket: (limit.algorithm == Algorithm::TokenBucket).then(|| limit.bucket()),
         reads_ban: false,
+        distinct,
     }
 }
 
@@ -58,6 +76,7 @@ pub(super) fn ban_read(keys: &mut Vec<u8>, domain: &str, key: &str, value: &str)
         refund: false,
         bucket: None,
         reads_ban: true,
+        distinct: None,
     }
 }
 
@@ -84,6 +103,7 @@ pub(super) fn strike(
         refund: false,
         bucket: None,
         reads_ban: false,
+        distinct: None,
     }
 }
 

@@ -182,6 +182,10 @@ pub enum Algorithm {
     /// Requests in flight: a hit acquires a lease, a refund releases one; the window is the
     /// lease TTL and `requests_per_unit` the most leases held at once (`max_in_flight`).
     Concurrency,
+    /// Distinct values of the descriptor's last entry per the entries before it, per window
+    /// (one API key seen from more than N addresses an hour): a hit with a value already seen
+    /// passes, a new value past `requests_per_unit` is over the limit (see `distinct`).
+    Distinct,
 }
 
 impl Algorithm {
@@ -192,6 +196,7 @@ impl Algorithm {
             Algorithm::SlidingWindow => "sliding_window",
             Algorithm::TokenBucket => "token_bucket",
             Algorithm::Concurrency => "concurrency",
+            Algorithm::Distinct => "distinct",
         }
     }
 
@@ -202,6 +207,7 @@ impl Algorithm {
             Algorithm::SlidingWindow,
             Algorithm::TokenBucket,
             Algorithm::Concurrency,
+            Algorithm::Distinct,
         ]
         .into_iter()
         .find(|algorithm| algorithm.name() == name)
@@ -214,6 +220,7 @@ impl Algorithm {
             Algorithm::SlidingWindow => b's',
             Algorithm::TokenBucket => b't',
             Algorithm::Concurrency => b'c',
+            Algorithm::Distinct => b'd',
         }
     }
 }

@@ -5,6 +5,7 @@ mod ban;
 mod bucket;
 mod calendar;
 mod decide;
+mod distinct;
 mod identity;
 mod limit;
 pub mod quota;
@@ -19,11 +20,14 @@ mod ban_tests;
 #[cfg(test)]
 mod concurrency_tests;
 #[cfg(test)]
+mod distinct_tests;
+#[cfg(test)]
 mod tests;
 
 pub use ban::{Ban, BanPolicy, ban_identity, describe_window, parse_ban_identity};
 pub use bucket::BucketParams;
 pub use decide::{CounterUpdate, Decision, DescriptorDecision, Plan, conclude, plan};
+pub use distinct::{DistinctParams, EXACT_UP_TO};
 pub use identity::shard_key;
 pub use limit::{Algorithm, Limit, TimeUnit, Window, WindowBounds};
 pub use request::{Descriptor, Entry, LimitOverride, Request};

@@ -22,6 +22,9 @@ use super::limit::{Algorithm, Limit};
 
 /// The counts a store returns for one counter after applying a request's hits.
 ///
+/// For distinct counters `current` is the number of distinct values known (an estimate for
+/// sketches) and `previous` is 1 when the hit's value was new and refused, else 0.
+///
 /// For token buckets the two fields hold theoretical arrival times (nanoseconds since the
 /// epoch): `current` after the request, `previous` before it; they are equal when the bucket
 /// refused the hits.
@@ -59,7 +62,7 @@ pub fn assess(limit: &Limit, reading: CounterReading, hits: u64, now: Timestamp)
     let threshold = u64::from(limit.requests_per_unit);
     let until_window_end = bounds.end.saturating_sub(now.as_nanos());
     let used = match limit.algorithm {
-        Algorithm::FixedWindow | Algorithm::TokenBucket => reading.current,
+        Algorithm::FixedWindow | Algorithm::TokenBucket | Algorithm::Distinct => reading.current,
         Algorithm::Concurrency => reading.current.saturating_add(reading.previous),
         Algorithm::SlidingWindow => {
             let carried =
@@ -76,9 +79,14 @@ pub fn assess(limit: &Limit, reading: CounterReading, hits: u64, now: Timestamp)
         }
         _ => until_window_end,
     };
+    // A distinct count never passes the limit by a refused value: the store says it refused.
+    let over_limit = match limit.algorithm {
+        Algorithm::Distinct => reading.previous != 0,
+        _ => used > threshold,
+    };
     Assessment {
         used,
-        over_limit: used > threshold,
+        over_limit,
         remaining,
         reset: Duration::from_nanos(reset_nanos),
     }

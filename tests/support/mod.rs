@@ -7,6 +7,7 @@
 pub mod ban_behaviours;
 pub mod bucket_behaviours;
 pub mod concurrency_behaviours;
+pub mod distinct_behaviours;
 pub mod redis_server;
 pub mod redis_tls;
 pub mod store_behaviours;

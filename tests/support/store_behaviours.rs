@@ -27,6 +27,9 @@ pub use super::concurrency_behaviours::{
     concurrency_leases_are_forgotten_after_two_generations,
     concurrency_releases_never_go_below_zero, negative_hits_refund_a_window,
 };
+pub use super::distinct_behaviours::{
+    distinct_values_are_exact_up_to_the_limit, distinct_values_past_the_exact_bound_are_estimated,
+};
 
 /// Aligned to minutes, hours, 5-minute and 2-hour windows, so tests can reason about boundaries.
 pub const T0: u64 = 1_699_999_200;

@@ -164,7 +164,8 @@ impl Cell {
             current: state.current,
             previous: match update.algorithm {
                 Algorithm::SlidingWindow | Algorithm::Concurrency => state.previous,
-                Algorithm::FixedWindow | Algorithm::TokenBucket => 0,
+                // Distinct counters live in their own sets (`distinct`), never in a cell.
+                Algorithm::FixedWindow | Algorithm::TokenBucket | Algorithm::Distinct => 0,
             },
         })
     }

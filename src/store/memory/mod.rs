@@ -14,6 +14,7 @@
 
 mod bans;
 mod cell;
+mod distinct;
 mod evict;
 
 use std::future::{Future, ready};
@@ -29,6 +30,7 @@ use crate::engine::{Ban, CounterReading, Plan};
 use super::{CounterStore, StoreError};
 use bans::Bans;
 use cell::Cell;
+use distinct::DistinctSets;
 
 /// The default bound on counter cells: about 1 GB at the measured cost per key.
 pub const DEFAULT_MAX_KEYS: usize = 5_000_000;
@@ -50,6 +52,7 @@ pub struct MemoryStore {
     evicting: AtomicBool,
     evictions: AtomicU64,
     bans: Bans,
+    distinct: DistinctSets,
 }
 
 impl Default for MemoryStore {
@@ -72,6 +75,7 @@ impl MemoryStore {
             evicting: AtomicBool::new(false),
             evictions: AtomicU64::new(0),
             bans: Bans::new(max_keys),
+            distinct: DistinctSets::new(max_keys),
         }
     }
 
@@ -85,6 +89,10 @@ impl MemoryStore {
                         current: self.bans.until(key),
                         previous: 0,
                     };
+                }
+                if let Some(params) = &update.distinct {
+                    let value = plan.distinct_value(update);
+                    return self.distinct.apply(key, update, params, value, plan.now());
                 }
                 loop {
                     let cell = match cells.get(key) {
@@ -129,7 +137,7 @@ impl MemoryStore {
                 removed += 1;
             }
         }
-        removed + self.bans.sweep(now)
+        removed + self.bans.sweep(now) + self.distinct.sweep(now)
     }
 
     /// Current size figures.

@@ -23,7 +23,7 @@ pub(crate) const COUNT_MAX: u64 = (1 << 48) - 2;
 ///   Redis's `TIME`, so every replica and the memory store agree on windows and buckets).
 /// - Then six values per counter, from `ARGV[2 + 6i - 5]`:
 ///   1. kind: 0 for a window counter, 1 for a token bucket, 3 for a ban read (the other five
-///      values unused);
+///      values unused), 4 for a distinct counter (below);
 ///   2. window: the window index (from quotad's clock; calendar windows too) — bucket: the
 ///      emission interval in nanoseconds (2^52 or more means the bucket never admits);
 ///   3. hits, at most `COUNT_MAX`; 0 reads without writing;
@@ -47,6 +47,13 @@ pub(crate) const COUNT_MAX: u64 = (1 << 48) - 2;
 /// when `max(TAT, now) + hits × interval − now ≤ capacity × interval`; refused hits leave the
 /// TAT alone.
 ///
+/// A distinct counter's six values are: 4, its limit, hits (0 reads), the TTL in milliseconds,
+/// 0 for an exact set or 1 for a HyperLogLog, and which value to add: the values follow the
+/// counters' arguments, `ARGV[2 + 6 × #KEYS + n]`. Its key (one per window) is a set: a known
+/// value passes, a new one is added while the set holds fewer than the limit, else refused; or
+/// a HyperLogLog: `PFADD` always, refused when it changed and `PFCOUNT` passed the limit. It
+/// returns `{count, 1 when refused else 0}`.
+///
 /// A ban key holds `"<end in Unix milliseconds>|<reason>"` and expires at that end (see
 /// `bans`); a ban read writes nothing and returns `{end, 0}` (`{0, 0}` when there is none).
 ///
@@ -64,8 +71,35 @@ for i, key in ipairs(KEYS) do
   local hits = tonumber(ARGV[base + 3])
   local refund = ARGV[base + 5] ~= '0'
   local release = ARGV[base + 5] == '2'
-  local value = redis.call('GET', key)
-  if kind == 3 then
+  local value = nil
+  if kind ~= 4 then value = redis.call('GET', key) end
+  if kind == 4 then
+    local limit = tonumber(ARGV[base + 2])
+    local element = ARGV[2 + 6 * #KEYS + tonumber(ARGV[base + 6])]
+    local count, refused = 0, 0
+    if ARGV[base + 5] == '1' then
+      if hits > 0 and redis.call('PFADD', key, element) == 1 then
+        redis.call('PEXPIRE', key, ARGV[base + 4])
+        count = redis.call('PFCOUNT', key)
+        if count > limit then refused = 1 end
+      else
+        count = redis.call('PFCOUNT', key)
+      end
+    else
+      count = redis.call('SCARD', key)
+      if hits > 0 and redis.call('SISMEMBER', key, element) == 0 then
+        if count < limit then
+          redis.call('SADD', key, element)
+          redis.call('PEXPIRE', key, ARGV[base + 4])
+          count = count + 1
+        else
+          refused = 1
+        end
+      end
+    end
+    out[2 * i - 1] = count
+    out[2 * i] = refused
+  elseif kind == 3 then
     local ends = 0
     if value then ends = tonumber(string.match(value, '^(%d+)|')) or 0 end
     out[2 * i - 1] = ends
@@ -187,6 +221,7 @@ pub(crate) struct Batch {
     now_nanos: u64,
     keys: Vec<Vec<u8>>,
     args: Vec<u64>,
+    values: Vec<Vec<u8>>,
     replies: Vec<ReplyShape>,
     positions: Vec<usize>,
 }
@@ -207,7 +242,7 @@ impl ReplyShape {
         match update.algorithm {
             _ if update.reads_ban => ReplyShape::Ban,
             Algorithm::TokenBucket => ReplyShape::Bucket,
-            Algorithm::SlidingWindow | Algorithm::Concurrency => {
+            Algorithm::SlidingWindow | Algorithm::Concurrency | Algorithm::Distinct => {
                 ReplyShape::Window { previous: true }
             }
             Algorithm::FixedWindow => ReplyShape::Window { previous: false },
@@ -223,14 +258,25 @@ impl Batch {
             now_nanos,
             keys: Vec::new(),
             args: vec![now_nanos / 1_000_000_000, now_nanos % 1_000_000_000],
+            values: Vec::new(),
             replies: Vec::new(),
             positions: Vec::new(),
         }
     }
 
-    /// Adds the counter at plan position `position`.
-    pub(crate) fn push(&mut self, position: usize, key: Vec<u8>, update: &CounterUpdate) {
+    /// Adds the counter at plan position `position`; `value` is what a distinct counter adds.
+    pub(crate) fn push(
+        &mut self,
+        position: usize,
+        mut key: Vec<u8>,
+        update: &CounterUpdate,
+        value: &[u8],
+    ) {
         let ttl_millis = (update.window_nanos / 1_000_000).saturating_mul(2).max(1);
+        if update.distinct.is_some() {
+            // One set per window: a new window starts empty, the old one expires.
+            key.extend_from_slice(format!(":{}", update.window_index).as_bytes());
+        }
         self.keys.push(key);
         let refund = match (update.refund, update.algorithm) {
             (false, _) => 0,
@@ -238,9 +284,23 @@ impl Batch {
             (true, _) => 1,
         };
         let hits = update.hits.min(COUNT_MAX);
-        self.args.extend(match update.bucket {
+        let distinct = update.distinct.as_ref().map(|distinct| {
+            self.values.push(value.to_vec());
+            let sketch = u64::from(!distinct.exact);
+            let index = self.values.len() as u64;
+            [
+                4,
+                u64::from(distinct.limit),
+                hits,
+                ttl_millis,
+                sketch,
+                index,
+            ]
+        });
+        self.args.extend(match (distinct, update.bucket) {
             _ if update.reads_ban => [3, 0, 0, 0, 0, 0],
-            Some(bucket) => [
+            (Some(distinct), _) => distinct,
+            (None, Some(bucket)) => [
                 1,
                 bucket.emission_nanos.min(CLOSED_INTERVAL),
                 hits,
@@ -248,7 +308,7 @@ impl Batch {
                 refund,
                 bucket.burst.min(COUNT_MAX),
             ],
-            None => [0, update.window_index, hits, ttl_millis, refund, 0],
+            (None, None) => [0, update.window_index, hits, ttl_millis, refund, 0],
         });
         self.replies.push(ReplyShape::of(update));
         self.positions.push(position);
@@ -261,7 +321,8 @@ impl Batch {
             .arg(script)
             .arg(self.keys.len())
             .arg(&self.keys)
-            .arg(&self.args);
+            .arg(&self.args)
+            .arg(&self.values);
         command
     }
 
@@ -333,8 +394,8 @@ mod tests {
         let mut updates = plan_updates();
         updates[1].refund = true;
         let mut batch = Batch::new(Timestamp::from_nanos(7_200_000_000_005));
-        batch.push(1, b"x".to_vec(), &updates[0]);
-        batch.push(0, b"y".to_vec(), &updates[1]);
+        batch.push(1, b"x".to_vec(), &updates[0], b"");
+        batch.push(0, b"y".to_vec(), &updates[1], b"");
         assert_eq!(
             batch.args,
             [
@@ -371,7 +432,7 @@ mod tests {
         let plan = engine::plan(&rules, &request, now);
         let mut batch = Batch::new(now);
         let (_, update) = plan.counters().next().unwrap();
-        batch.push(0, b"b".to_vec(), update);
+        batch.push(0, b"b".to_vec(), update, b"");
         assert_eq!(batch.args[2..], [1, 1_000_000_000, 1, 120_000, 0, 5]);
         let mut readings = [CounterReading::default()];
         batch.scatter(&[1_000_000_001, 0], &mut readings).unwrap();

@@ -153,7 +153,12 @@ impl RedisStore {
         if !matches!(self.backend, Backend::Cluster(_)) {
             let mut batch = Batch::new(plan.now());
             for (position, (identity, update)) in plan.counters().enumerate() {
-                batch.push(position, counter_key(identity), update);
+                batch.push(
+                    position,
+                    counter_key(identity),
+                    update,
+                    plan.distinct_value(update),
+                );
             }
             return vec![batch];
         }
@@ -169,7 +174,7 @@ impl RedisStore {
                 }
             };
             if let Some((_, batch)) = batches.get_mut(index) {
-                batch.push(position, key, update);
+                batch.push(position, key, update, plan.distinct_value(update));
             }
         }
         batches.into_iter().map(|(_, batch)| batch).collect()
