@@ -149,22 +149,31 @@ async fn caller(channel: Channel, id: usize, tally: Arc<Tally>) -> Option<tonic:
 }
 
 /// Whether the call failed without the server ever accepting it: refused (UNAVAILABLE: a
-/// refused stream after GOAWAY, or no listener any more), or still queued in the client when
-/// its connection closed (hyper cancels those before sending them).
+/// refused stream after GOAWAY, or no listener any more), still queued in the client when its
+/// connection closed (hyper cancels those before sending them), or opened after the last
+/// stream a graceful GOAWAY (NO_ERROR) said the server would process — by RFC 9113 §6.8 the
+/// server never processed it, which h2 reports as a GOAWAY error on that stream.
 fn never_sent(status: &tonic::Status) -> bool {
     let mut source = std::error::Error::source(status);
-    let canceled_before_sending = std::iter::from_fn(|| {
+    let causes: Vec<&(dyn std::error::Error + 'static)> = std::iter::from_fn(|| {
         let current = source?;
         source = current.source();
         Some(current)
     })
-    .any(|error| {
+    .collect();
+    let canceled_before_sending = causes.iter().any(|error| {
         error
             .downcast_ref::<hyper::Error>()
             .is_some_and(hyper::Error::is_canceled)
     });
+    let beyond_graceful_goaway = causes.iter().any(|error| {
+        error.downcast_ref::<h2::Error>().is_some_and(|error| {
+            error.is_go_away() && error.is_remote() && error.reason() == Some(h2::Reason::NO_ERROR)
+        })
+    });
     status.code() == Code::Unavailable
         || (status.code() == Code::Cancelled && canceled_before_sending)
+        || beyond_graceful_goaway
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
