@@ -4,6 +4,7 @@
 mod ban;
 mod bucket;
 mod calendar;
+mod conclude;
 mod decide;
 mod distinct;
 mod identity;
@@ -26,7 +27,8 @@ mod tests;
 
 pub use ban::{Ban, BanPolicy, ban_identity, describe_window, parse_ban_identity};
 pub use bucket::BucketParams;
-pub use decide::{CounterUpdate, Decision, DescriptorDecision, Plan, conclude, plan};
+pub use conclude::{Decision, DescriptorDecision, conclude};
+pub use decide::{CounterUpdate, Plan, plan};
 pub use distinct::{DistinctParams, EXACT_UP_TO};
 pub use identity::shard_key;
 pub use limit::{Algorithm, Limit, TimeUnit, Window, WindowBounds};

@@ -4,7 +4,8 @@
 use std::fmt::Write as _;
 
 use super::ban::{Ban, describe_window};
-use super::decide::{Decision, LimitSource, Plan, Planned, Strike};
+use super::conclude::Decision;
+use super::decide::{LimitSource, Plan, Planned, Strike};
 use super::identity::strike;
 use super::limit::{Algorithm, Limit};
 use super::request::Request;
