@@ -111,15 +111,28 @@ enum Op {
     Release,
 }
 
+/// How the sweeper tells that a cell no longer matters: the window its counts belong to, or
+/// (for a token bucket) its TAT having passed. An enum rather than a window and a flag so it
+/// fits in the window's 8 bytes (`TimeUnit` leaves a niche) and the cell stays at 32 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expiry {
+    /// Counts in windows of this length (fixed, sliding, concurrency generations).
+    Window(Window),
+    /// A token bucket's theoretical arrival time.
+    Bucket,
+}
+
 /// One counter: its packed window state (or bucket TAT), when it was last used (for the
-/// evictor), and what the sweeper needs to know.
+/// evictor), and what the sweeper needs to know. 32 bytes, so a map entry (16-byte key + cell)
+/// is 48: every byte here is paid once per counter.
 #[derive(Debug)]
 pub(super) struct Cell {
     state: AtomicU128,
     last_used: AtomicU64,
-    window: Window,
-    bucket: bool,
+    expiry: Expiry,
 }
+
+const _: () = assert!(std::mem::size_of::<Cell>() == 32);
 
 impl Cell {
     /// A fresh cell for `update`'s counter.
@@ -129,12 +142,14 @@ impl Cell {
             previous: 0,
             current: 0,
         };
-        let bucket = update.bucket.is_some();
+        let (state, expiry) = match update.bucket {
+            Some(_) => (0, Expiry::Bucket),
+            None => (empty.pack(), Expiry::Window(update.window)),
+        };
         Self {
-            state: AtomicU128::new(if bucket { 0 } else { empty.pack() }),
+            state: AtomicU128::new(state),
             last_used: AtomicU64::new(0),
-            window: update.window,
-            bucket,
+            expiry,
         }
     }
 
@@ -241,11 +256,12 @@ impl Cell {
     /// Marks the cell dead if it holds nothing that matters at `now`; true when marked.
     pub(super) fn kill_if_expired(&self, now: Timestamp) -> bool {
         let seen = self.state.load(Ordering::Acquire);
-        let expired = if self.bucket {
+        let expired = match self.expiry {
             // A bucket whose TAT has passed is full: it holds nothing a fresh cell would not.
-            seen as u64 <= now.as_nanos()
-        } else {
-            WindowState::unpack(seen).expired_at(self.window.bounds(now).index as u32)
+            Expiry::Bucket => seen as u64 <= now.as_nanos(),
+            Expiry::Window(window) => {
+                WindowState::unpack(seen).expired_at(window.bounds(now).index as u32)
+            }
         };
         seen != DEAD
             && expired

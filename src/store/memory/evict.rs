@@ -4,25 +4,20 @@
 
 use std::ptr;
 
-use foldhash::fast::RandomState;
-use papaya::HashMap;
-
 use crate::clock::Timestamp;
 
+use super::Cells;
 use super::cell::Cell;
+use super::key::CounterKey;
 
 /// How many cells' last-use times estimate the recency cut-off.
 const SAMPLE: usize = 4_096;
 
 /// Removes cells until at most `target` remain (or nothing more can go); returns how many.
-pub(super) fn down_to(
-    cells: &HashMap<Box<[u8]>, Cell, RandomState>,
-    target: usize,
-    now: Timestamp,
-) -> usize {
+pub(super) fn down_to(cells: &Cells, target: usize, now: Timestamp) -> usize {
     let pinned = cells.pin();
     let mut removed = 0;
-    let mut unlink = |key: &[u8], cell: &Cell| {
+    let mut unlink = |key: &CounterKey, cell: &Cell| {
         if matches!(
             pinned.remove_if(key, |_, current| ptr::eq(current, cell)),
             Ok(Some(_))

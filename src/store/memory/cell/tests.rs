@@ -91,8 +91,7 @@ fn a_dead_cell_refuses_updates() {
     let cell = Cell {
         state: AtomicU128::new(start.pack()),
         last_used: AtomicU64::new(0),
-        window: Window::of(crate::engine::TimeUnit::Second),
-        bucket: false,
+        expiry: Expiry::Window(Window::of(crate::engine::TimeUnit::Second)),
     };
     assert!(cell.apply(5, 1, Op::Add).is_some());
     assert!(
