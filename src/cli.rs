@@ -2,6 +2,7 @@
 //! variable, so containers can configure quotad without a wrapper script.
 
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -39,6 +40,9 @@ pub struct Cli {
     /// Log filter: a level (`info`) or `tracing` directives (`info,quotad=debug`).
     #[arg(long, global = true, env = "QUOTAD_LOG_LEVEL", default_value = "info")]
     pub log_level: String,
+    /// Runtime worker threads (default: one per core); 1 runs everything on one thread.
+    #[arg(long, global = true, env = "QUOTAD_WORKER_THREADS")]
+    pub worker_threads: Option<NonZeroUsize>,
 }
 
 /// The subcommands.
@@ -277,5 +281,42 @@ mod tests {
         assert!(args.json);
         assert_eq!(args.hits, 1);
         assert_eq!(cli.log_level, "debug");
+    }
+
+    #[test]
+    fn worker_threads_are_optional_positive_and_global() {
+        let default = Cli::try_parse_from(["quotad", "check", "--config", "c.yaml"]).unwrap();
+        assert_eq!(default.worker_threads, None, "tokio's default");
+        let after = [
+            "quotad",
+            "serve",
+            "--config",
+            "c.yaml",
+            "--worker-threads",
+            "1",
+        ];
+        let one = Cli::try_parse_from(after).unwrap();
+        assert_eq!(one.worker_threads, NonZeroUsize::new(1));
+        let before = [
+            "quotad",
+            "--worker-threads",
+            "4",
+            "serve",
+            "--config",
+            "c.yaml",
+        ];
+        assert_eq!(
+            Cli::try_parse_from(before).unwrap().worker_threads,
+            NonZeroUsize::new(4)
+        );
+        let zero = [
+            "quotad",
+            "serve",
+            "--config",
+            "c.yaml",
+            "--worker-threads",
+            "0",
+        ];
+        assert!(Cli::try_parse_from(zero).is_err());
     }
 }

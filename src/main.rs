@@ -17,18 +17,26 @@ use quotad::{app, config, query, telemetry};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(error) = telemetry::init(cli.log_format, &cli.log_level) {
         eprintln!("error: {}", telemetry::error_chain(&error));
         return ExitCode::FAILURE;
     }
-    let outcome = match cli.command {
-        Command::Serve(args) => serve(args).await,
-        Command::Check(args) => check(&args),
-        Command::Query(args) => run_query(&args).await,
+    let runtime = match app::build_runtime(cli.worker_threads) {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
     };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Check(args) => check(&args),
+            Command::Query(args) => run_query(&args).await,
+        }
+    });
     outcome.unwrap_or_else(|error| {
         eprintln!("error: {}", telemetry::error_chain(error.as_ref()));
         ExitCode::FAILURE

@@ -104,8 +104,9 @@ impl Drop for Served {
     }
 }
 
-/// Starts `quotad serve` and waits until `/healthcheck` says OK, retrying on lost port races.
-async fn serve() -> Served {
+/// Starts `quotad <global_args> serve` and waits until `/healthcheck` says OK, retrying on lost
+/// port races.
+async fn serve(global_args: &[&str]) -> Served {
     let dir = tempfile::tempdir().expect("tempdir");
     let rules = write(dir.path(), "api.yaml", GOOD_RULES);
     let http = reqwest::Client::new();
@@ -113,6 +114,7 @@ async fn serve() -> Served {
         let (grpc_port, http_port) = (free_port(), free_port());
         let log = std::fs::File::create(dir.path().join("serve.log")).expect("log file");
         let mut child = Command::new(QUOTAD)
+            .args(global_args)
             .args(["serve", "--config", rules.to_str().expect("utf-8 path")])
             .args(["--grpc-addr", &format!("127.0.0.1:{grpc_port}")])
             .args(["--http-addr", &format!("127.0.0.1:{http_port}")])
@@ -149,7 +151,28 @@ async fn serve() -> Served {
 
 #[tokio::test]
 async fn serve_answers_queries_and_stops_on_sigterm() {
-    let mut served = serve().await;
+    serves_queries_and_stops_on_sigterm(&[]).await;
+}
+
+#[tokio::test]
+async fn one_worker_thread_serves_queries_and_stops_on_sigterm() {
+    // A current-thread runtime: the signal handler, the blocking pool and every connection
+    // share the thread that runs `main`.
+    serves_queries_and_stops_on_sigterm(&["--worker-threads", "1"]).await;
+}
+
+#[test]
+fn zero_worker_threads_is_a_usage_error() {
+    let output = quotad(&["--worker-threads", "0", "check", "--config", "unused.yaml"]);
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        text(&output.stderr).contains("--worker-threads"),
+        "{output:?}"
+    );
+}
+
+async fn serves_queries_and_stops_on_sigterm(global_args: &[&str]) {
+    let mut served = serve(global_args).await;
     let addr = served.grpc.clone();
     let query = |extra: &[&str]| {
         let mut args = vec!["query", "--addr", &addr, "--domain", "api"];

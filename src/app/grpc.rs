@@ -1,23 +1,31 @@
 //! The gRPC listener's transport knobs in one place: HTTP/2 keepalive and maximum connection
 //! age (so long-lived Envoy connections are rebalanced after a deploy, as envoyproxy/ratelimit's
 //! `GRPC_MAX_CONNECTION_AGE` does), the request-size cap, the load-shedding budget, the
-//! shutdown grace, and TLS — plain TCP or rustls with reloading certificates.
+//! shutdown grace, and TLS — plain TCP or rustls with reloading certificates. Rate-limit calls
+//! bypass tonic's path router (see `Dispatch`); the other gRPC services go through it.
 
+use std::convert::Infallible;
 use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tonic::body::Body;
+use tonic::codegen::Service;
+use tonic::codegen::http::{Request, Response};
+use tonic::server::NamedService;
+use tonic::service::Routes;
 use tonic::transport::Server;
-use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::server::TcpIncoming;
 
 use super::errors::{ServeError, StartError, TaskResult};
 use super::server::until_stopped;
-use super::shedding::LoadShedding;
+use super::shedding::{LoadShedding, Shed};
 use super::tls::{self, CurrentConfig, TlsFiles};
 
 /// Default cap on one request message: far above any real descriptor set, far below tonic's
@@ -80,6 +88,10 @@ impl GrpcSettings {
 
     /// A tonic server builder with the connection-level settings applied.
     pub fn builder(&self) -> Server {
+        // HTTP/2 windows, stream limit and adaptive window stay at tonic's defaults (1 MiB
+        // windows; no stream limit, since load shedding bounds calls across connections):
+        // quotad's messages are tens of bytes, so a WINDOW_UPDATE is rare either way, and the
+        // adaptive window measured no gain (docs/PERFORMANCE.md, ranked item 1d).
         let builder = Server::builder()
             .http2_keepalive_interval(self.keepalive_interval)
             .http2_keepalive_timeout(Some(self.keepalive_timeout));
@@ -115,21 +127,119 @@ pub(super) fn start_tls(
     Ok(Some(current))
 }
 
-/// The gRPC server future: `router` served on `listener`, over TLS when `tls` is set, until
-/// `stop` resolves and the calls in flight have finished.
-pub(super) fn serve(
-    router: Router,
+/// The gRPC server future: `service` served on `listener` with `settings`' connection knobs,
+/// over TLS when `tls` is set, until `stop` resolves and the calls in flight have finished.
+pub(super) fn serve<S>(
+    settings: &GrpcSettings,
+    service: S,
     listener: TcpListener,
     tls: Option<CurrentConfig>,
     stop: impl Future<Output = ()> + Send + 'static,
-) -> Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>> {
+) -> Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
     // Without TCP_NODELAY a response written in two pieces waits out the client's delayed ACK
     // (~40 ms) whenever it is larger than one small segment.
     let tcp = TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = settings.builder();
     match tls {
-        None => Box::pin(router.serve_with_incoming_shutdown(tcp, stop)),
-        Some(current) => {
-            Box::pin(router.serve_with_incoming_shutdown(tls::incoming(tcp, current), stop))
+        None => Box::pin(async move {
+            server
+                .serve_with_incoming_shutdown(service, tcp, stop)
+                .await
+        }),
+        Some(current) => Box::pin(async move {
+            server
+                .serve_with_incoming_shutdown(service, tls::incoming(tcp, current), stop)
+                .await
+        }),
+    }
+}
+
+/// The gRPC services behind one listener: rate-limit calls go straight to `rate_limit`, every
+/// other path (health, RLQS, reflection) through tonic's path router, whose axum route match,
+/// boxed service clone and boxed future cost ≈ 3,500 instructions per call (measured with
+/// callgrind; docs/PERFORMANCE.md, ranked item 1d).
+#[derive(Debug, Clone)]
+pub(super) struct Dispatch<S> {
+    rate_limit: Shed<S>,
+    others: Routes,
+}
+
+impl<S> Dispatch<S> {
+    /// Serves `rate_limit` directly and everything else through `others`.
+    pub(super) fn new(rate_limit: Shed<S>, others: Routes) -> Self {
+        Self {
+            rate_limit,
+            others: others.prepare(),
+        }
+    }
+}
+
+impl<S> Service<Request<Body>> for Dispatch<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>
+        + NamedService
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        match self.rate_limit.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Service::<Request<Body>>::poll_ready(&mut self.others, cx),
+            not_ready => not_ready,
+        }
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        if is_call_to::<S>(request.uri().path()) {
+            self.rate_limit.call(request)
+        } else {
+            Box::pin(self.others.call(request))
+        }
+    }
+}
+
+/// Whether `path` is `/<service>/<method>` for the service `S` names.
+fn is_call_to<S: NamedService>(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|rest| rest.strip_prefix(S::NAME))
+        .is_some_and(|method| method.starts_with('/'))
+}
+
+#[cfg(test)]
+mod tests {
+    use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
+
+    use super::*;
+    use crate::clock::ManualClock;
+    use crate::service::RateLimiter;
+    use crate::store::MemoryStore;
+
+    type RateLimit = RateLimitServiceServer<RateLimiter<MemoryStore, ManualClock>>;
+
+    #[test]
+    fn only_rate_limit_methods_skip_the_router() {
+        let method = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit";
+        assert!(is_call_to::<RateLimit>(method));
+        for other in [
+            "/grpc.health.v1.Health/Check",
+            "/envoy.service.ratelimit.v3.RateLimitServiceX/ShouldRateLimit",
+            "/envoy.service.ratelimit.v3.RateLimitService",
+            "envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+            "/",
+        ] {
+            assert!(!is_call_to::<RateLimit>(other), "{other}");
         }
     }
 }

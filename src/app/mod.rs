@@ -7,6 +7,7 @@
 mod background;
 mod errors;
 mod grpc;
+mod runtime;
 mod server;
 mod settings;
 mod shedding;
@@ -19,6 +20,7 @@ pub use grpc::{
     DEFAULT_CONCURRENCY_LIMIT, DEFAULT_MAX_REQUEST_BYTES, DEFAULT_QUEUE_LIMIT,
     DEFAULT_SHUTDOWN_GRACE, GrpcSettings,
 };
+pub use runtime::build_runtime;
 pub use server::{RunningServer, start};
 pub use settings::{DEFAULT_SWEEP_INTERVAL, RATE_LIMIT_SERVICE_NAME, ReloadSettings, ServerConfig};
 pub use shedding::{LoadShedding, Shed};

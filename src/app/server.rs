@@ -12,6 +12,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::R
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
+use tonic::service::Routes;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -95,11 +96,8 @@ async fn serve<C: Clock + Clone, S: ServedStore>(
     let tls = grpc::start_tls(&config.grpc, &stopped, &mut tasks)?;
     let rate_limit_service = RateLimitServiceServer::from_arc(limiter.clone())
         .max_decoding_message_size(config.grpc.max_request_bytes);
-    let router = config
-        .grpc
-        .builder()
-        .add_service(health_service)
-        .add_service(config.grpc.load_shedding().wrap(rate_limit_service))
+    let rate_limit = config.grpc.load_shedding().wrap(rate_limit_service);
+    let others = Routes::new(health_service)
         .add_service(
             QuotaService::new(config.rules.clone(), store.clone(), config.clock.clone())
                 .with_metrics(&metrics)
@@ -108,7 +106,9 @@ async fn serve<C: Clock + Clone, S: ServedStore>(
         )
         .add_service(reflection_v1().map_err(StartError::Reflection)?)
         .add_service(reflection_v1alpha().map_err(StartError::Reflection)?);
-    let grpc = grpc::serve(router, grpc_listener, tls, until_stopped(stopped.clone()));
+    let until = until_stopped(stopped.clone());
+    let service = grpc::Dispatch::new(rate_limit, others);
+    let grpc = grpc::serve(&config.grpc, service, grpc_listener, tls, until);
     let grpc_stopped = stopped.clone();
     tasks.spawn(async move {
         let result = grpc.await.map_err(ServeError::Grpc);
