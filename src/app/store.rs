@@ -61,6 +61,42 @@ impl StoreSettings {
     }
 }
 
+/// The ban methods of `CounterStore`, handed to the wrapped `self.store` unchanged: bans are
+/// rare, so the served stores add no metrics around them.
+macro_rules! delegate_bans {
+    () => {
+        fn start_ban(
+            &self,
+            ban: &Ban,
+            now: Timestamp,
+        ) -> impl Future<Output = Result<(), StoreError>> + Send {
+            self.store.start_ban(ban, now)
+        }
+
+        fn bans(
+            &self,
+            now: Timestamp,
+        ) -> impl Future<Output = Result<Vec<Ban>, StoreError>> + Send {
+            self.store.bans(now)
+        }
+
+        fn active_bans(
+            &self,
+            now: Timestamp,
+        ) -> impl Future<Output = Result<u64, StoreError>> + Send {
+            self.store.active_bans(now)
+        }
+
+        fn lift_ban(
+            &self,
+            identity: &[u8],
+            now: Timestamp,
+        ) -> impl Future<Output = Result<bool, StoreError>> + Send {
+            self.store.lift_ban(identity, now)
+        }
+    };
+}
+
 /// What a server needs from its counter store besides counting.
 pub(super) trait ServedStore: CounterStore {
     /// The `store` label on the server's metrics.
@@ -106,29 +142,7 @@ impl CounterStore for Memory {
         self.store.apply(plan)
     }
 
-    fn start_ban(
-        &self,
-        ban: &Ban,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.start_ban(ban, now)
-    }
-
-    fn bans(&self, now: Timestamp) -> impl Future<Output = Result<Vec<Ban>, StoreError>> + Send {
-        self.store.bans(now)
-    }
-
-    fn active_bans(&self, now: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        self.store.active_bans(now)
-    }
-
-    fn lift_ban(
-        &self,
-        identity: &[u8],
-        now: Timestamp,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        self.store.lift_ban(identity, now)
-    }
+    delegate_bans!();
 }
 
 impl ServedStore for Memory {
@@ -200,29 +214,7 @@ impl CounterStore for Redis {
         }
     }
 
-    fn start_ban(
-        &self,
-        ban: &Ban,
-        now: Timestamp,
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        self.store.start_ban(ban, now)
-    }
-
-    fn bans(&self, now: Timestamp) -> impl Future<Output = Result<Vec<Ban>, StoreError>> + Send {
-        self.store.bans(now)
-    }
-
-    fn active_bans(&self, now: Timestamp) -> impl Future<Output = Result<u64, StoreError>> + Send {
-        self.store.active_bans(now)
-    }
-
-    fn lift_ban(
-        &self,
-        identity: &[u8],
-        now: Timestamp,
-    ) -> impl Future<Output = Result<bool, StoreError>> + Send {
-        self.store.lift_ban(identity, now)
-    }
+    delegate_bans!();
 }
 
 impl ServedStore for Redis {

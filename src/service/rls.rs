@@ -218,8 +218,6 @@ impl<S: CounterStore, C: Clock> RateLimitService for RateLimiter<S, C> {
 
 #[cfg(test)]
 mod tests {
-    use std::future::{Future, ready};
-
     use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{
         RateLimitDescriptor, rate_limit_descriptor,
     };
@@ -228,35 +226,8 @@ mod tests {
 
     use super::*;
     use crate::clock::{ManualClock, Timestamp};
-    use crate::engine::{Ban, CounterReading, Plan};
-    use crate::store::{MemoryStore, StoreError};
-
-    struct BrokenStore;
-
-    impl CounterStore for BrokenStore {
-        fn apply(
-            &self,
-            _plan: &Plan<'_>,
-        ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
-            ready(Err(StoreError::Unavailable("redis down".into())))
-        }
-
-        async fn start_ban(&self, _ban: &Ban, _now: Timestamp) -> Result<(), StoreError> {
-            Err(StoreError::Unavailable("redis down".into()))
-        }
-
-        async fn bans(&self, _now: Timestamp) -> Result<Vec<Ban>, StoreError> {
-            Err(StoreError::Unavailable("redis down".into()))
-        }
-
-        async fn active_bans(&self, _now: Timestamp) -> Result<u64, StoreError> {
-            Err(StoreError::Unavailable("redis down".into()))
-        }
-
-        async fn lift_ban(&self, _identity: &[u8], _now: Timestamp) -> Result<bool, StoreError> {
-            Err(StoreError::Unavailable("redis down".into()))
-        }
-    }
+    use crate::store::MemoryStore;
+    use crate::store::broken::BrokenStore;
 
     fn request(domain: &str) -> RateLimitRequest {
         RateLimitRequest {

@@ -1,6 +1,8 @@
 //! Counter stores: where hit counts live. Every store applies a plan's counters atomically and
 //! returns one reading per counter; the engine decides from the readings.
 
+#[cfg(test)]
+pub(crate) mod broken;
 mod memory;
 pub mod redis;
 

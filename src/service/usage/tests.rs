@@ -1,19 +1,16 @@
 //! Usage reports from engine decisions: every status, every limit of a rule, and lookups that
 //! never change a count, on the memory store and a fake clock.
 
-use std::future::{Future, ready};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
-use crate::engine::{
-    self, Ban, Children, CounterReading, Descriptor, DomainRules, Node, Plan, Rule, TimeUnit,
-    Window,
-};
+use crate::engine::{self, Children, Descriptor, DomainRules, Node, Rule, TimeUnit, Window};
 use crate::service::{RequestLimits, shared_rules};
-use crate::store::{CounterStore, MemoryStore};
+use crate::store::MemoryStore;
+use crate::store::broken::BrokenStore;
 
 /// Midnight UTC on 2024-10-04, so minute and calendar-month windows start at whole seconds.
 const START: Timestamp = Timestamp::from_secs(1_728_000_000);
@@ -186,33 +183,6 @@ async fn token_buckets_show_their_burst_and_the_next_token() {
     assert_eq!((bucket.used, bucket.remaining), (10, 0));
     assert_eq!(bucket.reset_seconds, 1.0, "one token a second");
     assert!(report.descriptors[0].exhausted);
-}
-
-struct BrokenStore;
-
-impl CounterStore for BrokenStore {
-    fn apply(
-        &self,
-        _plan: &Plan<'_>,
-    ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
-        ready(Err(StoreError::Unavailable("redis down".into())))
-    }
-
-    async fn start_ban(&self, _ban: &Ban, _now: Timestamp) -> Result<(), StoreError> {
-        Err(StoreError::Unavailable("redis down".into()))
-    }
-
-    async fn bans(&self, _now: Timestamp) -> Result<Vec<Ban>, StoreError> {
-        Err(StoreError::Unavailable("redis down".into()))
-    }
-
-    async fn active_bans(&self, _now: Timestamp) -> Result<u64, StoreError> {
-        Err(StoreError::Unavailable("redis down".into()))
-    }
-
-    async fn lift_ban(&self, _identity: &[u8], _now: Timestamp) -> Result<bool, StoreError> {
-        Err(StoreError::Unavailable("redis down".into()))
-    }
 }
 
 #[tokio::test]
