@@ -33,12 +33,12 @@ descriptors:
 
 const ADDRESS: &str = "192.0.2.7";
 
-async fn sign_in(client: &mut RateLimitServiceClient<Channel>, address: &str) -> RateLimitResponse {
-    let descriptors = vec![descriptor(&[
-        ("path", "/signin"),
-        ("remote_address", address),
-    ])];
-    let mut request = request(descriptors, 1);
+/// One call in domain `auth` with one descriptor of `entries`.
+async fn ask_auth(
+    client: &mut RateLimitServiceClient<Channel>,
+    entries: &[(&str, &str)],
+) -> RateLimitResponse {
+    let mut request = request(vec![descriptor(entries)], 1);
     request.domain = "auth".into();
     client
         .should_rate_limit(request)
@@ -47,14 +47,12 @@ async fn sign_in(client: &mut RateLimitServiceClient<Channel>, address: &str) ->
         .into_inner()
 }
 
+async fn sign_in(client: &mut RateLimitServiceClient<Channel>, address: &str) -> RateLimitResponse {
+    ask_auth(client, &[("path", "/signin"), ("remote_address", address)]).await
+}
+
 async fn browse(client: &mut RateLimitServiceClient<Channel>, address: &str) -> RateLimitResponse {
-    let mut request = request(vec![descriptor(&[("remote_address", address)])], 1);
-    request.domain = "auth".into();
-    client
-        .should_rate_limit(request)
-        .await
-        .expect("call")
-        .into_inner()
+    ask_auth(client, &[("remote_address", address)]).await
 }
 
 fn header<'a>(response: &'a RateLimitResponse, name: &str) -> Option<&'a str> {

@@ -25,9 +25,7 @@ use crate::clock::Clock;
 use crate::config::Reloader;
 use crate::http::{self, HttpState, Readiness};
 use crate::metrics::Metrics;
-use crate::service::{
-    QuotaService, RateLimiter, SharedRules, UsageReader, reflection_v1, reflection_v1alpha,
-};
+use crate::service::{QuotaService, RateLimiter, SharedRules, reflection_v1, reflection_v1alpha};
 use crate::telemetry::error_chain;
 
 /// A started server. Dropping it stops the servers without waiting; prefer [`Self::shutdown`].
@@ -130,10 +128,8 @@ async fn serve<C: Clock + Clone, S: ServedStore>(
             move || store.publish()
         })
         .with_json(limiter.clone())
-        .with_bans(limiter);
-    let usage = UsageReader::new(config.rules.clone(), store.clone(), config.clock.clone())
-        .with_metrics(metrics.clone());
-    http_state = http_state.with_usage(Arc::new(usage), config.usage_endpoint_public);
+        .with_bans(limiter.clone())
+        .with_usage(limiter, config.usage_endpoint_public);
     if let Some(probe) = store.probe() {
         http_state = http_state.with_store_probe(probe);
     }

@@ -177,17 +177,8 @@ fn a_soft_limit_with_a_ban_only_refuses_once_banned() {
 fn shadow_rules_never_strike_and_bans_can_target_an_outer_key() {
     let limit = Limit::new(1, Window::of(TimeUnit::Second)).with_ban(ban("api_key", 1, day(), 60));
     let mut rule = Rule::limited("api_key.remote_address", [limit]);
-    let mut inner = Children::default();
-    inner.insert_default("remote_address", Node::leaf(rule.clone()));
-    let mut root = Children::default();
-    root.insert_default(
-        "api_key",
-        Node {
-            rule: None,
-            children: inner,
-        },
-    );
-    let harness = Harness::new(RuleSet::new([DomainRules::new("auth", root)]));
+    let per_pair = |rule| RuleSet::per_value_pair("auth", "api_key", "remote_address", rule);
+    let harness = Harness::new(per_pair(rule.clone()));
     let from = |address: &str| {
         let request = Request::new(
             "auth",
@@ -206,17 +197,7 @@ fn shadow_rules_never_strike_and_bans_can_target_an_outer_key() {
     assert!(!harness.ask(&other)[0].0, "other keys are not");
 
     rule.shadow_mode = true;
-    let mut inner = Children::default();
-    inner.insert_default("remote_address", Node::leaf(rule));
-    let mut root = Children::default();
-    root.insert_default(
-        "api_key",
-        Node {
-            rule: None,
-            children: inner,
-        },
-    );
-    let shadowed = Harness::new(RuleSet::new([DomainRules::new("auth", root)]));
+    let shadowed = Harness::new(per_pair(rule));
     for _ in 0..10 {
         let request = Request::new(
             "auth",

@@ -178,10 +178,15 @@ impl<'r> Plan<'r> {
 
     /// A plan for the same moment and domain that touches nothing yet.
     pub(super) fn empty_like(&self) -> Plan<'r> {
+        Plan::empty(self.now, self.domain)
+    }
+
+    /// A plan at `now` in `domain` (none: an unknown domain) that touches nothing yet.
+    fn empty(now: Timestamp, domain: Option<&'r DomainRules>) -> Plan<'r> {
         Plan {
-            now: self.now,
-            count_rejected_hits: self.count_rejected_hits,
-            domain: self.domain,
+            now,
+            count_rejected_hits: domain.is_none_or(DomainRules::counts_rejected_hits),
+            domain,
             descriptors: SmallVec::new(),
             overrides: SmallVec::new(),
             counters: SmallVec::new(),
@@ -204,24 +209,13 @@ impl<'r> Plan<'r> {
 
 /// Lists the counters `request` touches under `rules` at `now`.
 pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Plan<'r> {
-    let mut plan = Plan {
-        now,
-        count_rejected_hits: true,
-        domain: None,
-        descriptors: SmallVec::new(),
-        overrides: SmallVec::new(),
-        counters: SmallVec::new(),
-        keys: Vec::new(),
-        ban_checks: SmallVec::new(),
-        strikes: Vec::new(),
-    };
     let Some(domain) = rules.domain(request.domain) else {
+        let mut plan = Plan::empty(now, None);
         plan.descriptors
             .extend(request.descriptors.iter().map(|_| Planned::NoRule));
         return plan;
     };
-    plan.count_rejected_hits = domain.counts_rejected_hits();
-    plan.domain = Some(domain);
+    let mut plan = Plan::empty(now, Some(domain));
     let matched: SmallVec<[Option<&Rule>; 4]> = request
         .descriptors
         .iter()
@@ -328,11 +322,16 @@ fn banned_entries<'e, 'a>(
     domain: &'e DomainRules,
     descriptor: &'e super::Descriptor<'a>,
 ) -> impl Iterator<Item = &'e super::Entry<'a>> {
+    // Domains without bans (the common case) skip the entries altogether.
     let checked = domain.has_bans() && !descriptor.refund;
-    descriptor
-        .entries
+    let entries = if checked {
+        &descriptor.entries[..]
+    } else {
+        &[]
+    };
+    entries
         .iter()
-        .filter(move |entry| checked && domain.ban_target(entry.key).is_some())
+        .filter(move |entry| domain.ban_target(entry.key).is_some())
 }
 
 /// Whether another matched rule's limit replaces `limit` by name.

@@ -14,17 +14,7 @@ use crate::store::MemoryStore;
 const HOUR_START: u64 = 500_000 * 3_600;
 
 fn key_ips(limit: Limit) -> RuleSet {
-    let mut inner = Children::default();
-    inner.insert_default("ip", Node::leaf(Rule::limited("key.ip", [limit])));
-    let mut root = Children::default();
-    root.insert_default(
-        "key",
-        Node {
-            rule: None,
-            children: inner,
-        },
-    );
-    RuleSet::new([DomainRules::new("d", root)])
+    RuleSet::per_value_pair("d", "key", "ip", Rule::limited("key.ip", [limit]))
 }
 
 fn per_hour(limit: u32) -> Limit {

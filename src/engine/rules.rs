@@ -403,6 +403,22 @@ impl RuleSet {
         Self::new([DomainRules::new(domain, root)])
     }
 
+    /// One domain in which every value of `inner` under any value of `outer` follows `rule`
+    /// (one counter per pair; `outer` alone has no rule).
+    pub fn per_value_pair(domain: &str, outer: &str, inner: &str, rule: Rule) -> Self {
+        let mut children = Children::default();
+        children.insert_default(inner, Node::leaf(rule));
+        let mut root = Children::default();
+        root.insert_default(
+            outer,
+            Node {
+                rule: None,
+                children,
+            },
+        );
+        Self::new([DomainRules::new(domain, root)])
+    }
+
     /// The rules of `domain`, if it is configured.
     pub fn domain(&self, domain: &str) -> Option<&DomainRules> {
         self.domains.get(domain)

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use super::router::HttpState;
 use crate::clock::Clock;
-use crate::service::{InvalidRequest, UsageError, UsageQuery, UsageReader, UsageReport};
+use crate::service::{InvalidRequest, RateLimiter, UsageError, UsageQuery, UsageReport};
 use crate::store::CounterStore;
 
 /// A boxed usage lookup in flight.
@@ -31,9 +31,9 @@ pub trait ReportUsage: Send + Sync + 'static {
     fn report<'a>(&'a self, query: &'a UsageQuery) -> Reporting<'a>;
 }
 
-impl<S: CounterStore, C: Clock> ReportUsage for UsageReader<S, C> {
+impl<S: CounterStore, C: Clock> ReportUsage for RateLimiter<S, C> {
     fn report<'a>(&'a self, query: &'a UsageQuery) -> Reporting<'a> {
-        Box::pin(UsageReader::report(self, query))
+        Box::pin(self.usage(query))
     }
 }
 
@@ -167,7 +167,7 @@ mod tests {
             "k",
             [Limit::new(3, Window::of(TimeUnit::Minute))],
         ));
-        let reader = UsageReader::new(
+        let reader = RateLimiter::new(
             rules.clone(),
             Arc::new(MemoryStore::new()),
             ManualClock::default(),

@@ -18,6 +18,6 @@ pub use reflection::{RLS_FILE_DESCRIPTOR_SET, ReflectionError, reflection_v1, re
 pub use rlqs::{QuotaService, RELOAD_POLL};
 pub use rls::{RateLimiter, SharedRules, shared_rules};
 pub use usage::{
-    DescriptorUsage, EntryUsage, LimitUsage, RuleStatus, UsageError, UsageQuery, UsageReader,
-    UsageReport, WindowUsage, rfc3339,
+    DescriptorUsage, EntryUsage, LimitUsage, RuleStatus, UsageError, UsageQuery, UsageReport,
+    WindowUsage, rfc3339,
 };

@@ -30,10 +30,10 @@ pub fn shared_rules(rules: RuleSet) -> SharedRules {
 
 /// The rate-limit service: rules, counters and the clock the windows are measured by.
 pub struct RateLimiter<S: CounterStore, C: Clock> {
-    rules: SharedRules,
-    store: Arc<S>,
-    clock: C,
-    metrics: Option<Metrics>,
+    pub(in crate::service) rules: SharedRules,
+    pub(in crate::service) store: Arc<S>,
+    pub(in crate::service) clock: C,
+    pub(in crate::service) metrics: Option<Metrics>,
     ban_metrics: Option<BanMetrics>,
     on_store_error: StoreErrorPolicy,
     default_response: ResponsePolicy,

@@ -22,8 +22,6 @@ use super::convert::InvalidRequest;
 
 mod reader;
 
-pub use reader::UsageReader;
-
 /// What to look up: a domain and its descriptors, each a list of `(key, value)` entries in order.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UsageQuery {

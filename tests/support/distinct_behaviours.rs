@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use quotad::clock::Clock;
 use quotad::engine::{
-    self, Algorithm, Children, Descriptor, DomainRules, Limit, Node, Request, Rule, RuleSet,
-    TimeUnit, Window,
+    self, Algorithm, Descriptor, Limit, Request, Rule, RuleSet, TimeUnit, Window,
 };
 use quotad::store::CounterStore;
 
@@ -15,17 +14,7 @@ use super::store_behaviours::Harness;
 /// `key` (any) then `ip` (any): at most `limit` distinct ips per key an hour.
 fn distinct_rules<S>(h: &Harness<S>, limit: u32) -> RuleSet {
     let limit = Limit::new(limit, Window::of(TimeUnit::Hour)).with_algorithm(Algorithm::Distinct);
-    let mut inner = Children::default();
-    inner.insert_default("ip", Node::leaf(Rule::limited("key.ip", [limit])));
-    let mut root = Children::default();
-    root.insert_default(
-        "key",
-        Node {
-            rule: None,
-            children: inner,
-        },
-    );
-    RuleSet::new([DomainRules::new(&h.domain, root)])
+    RuleSet::per_value_pair(&h.domain, "key", "ip", Rule::limited("key.ip", [limit]))
 }
 
 /// One hit (or a read, with `hits` 0) of `key`=`key`, `ip`=`ip`: (over, used).

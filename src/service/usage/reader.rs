@@ -1,55 +1,20 @@
-//! The reader behind `GET /usage`: the rate-limit service's rules, store and clock, planning
-//! every descriptor with 0 hits so a lookup reads counters without ever adding to them.
-
-use std::fmt;
-use std::sync::Arc;
+//! Usage lookups (`GET /usage`) on the rate-limit service itself: its rules, store and clock,
+//! every descriptor planned with 0 hits so a lookup reads counters without ever adding to them.
 
 use crate::clock::Clock;
 use crate::engine;
-use crate::metrics::{Method, Metrics, Outcome};
+use crate::metrics::{Method, Outcome};
 use crate::store::CounterStore;
 
-use crate::service::{RequestLimits, SharedRules, request_from_wire};
+use crate::service::{RateLimiter, RequestLimits, request_from_wire};
 
 use super::{UsageError, UsageQuery, UsageReport};
 
-/// Answers usage lookups from the same rules, store and clock the rate-limit service uses.
-pub struct UsageReader<S: CounterStore, C: Clock> {
-    rules: SharedRules,
-    store: Arc<S>,
-    clock: C,
-    metrics: Option<Metrics>,
-}
-
-impl<S: CounterStore, C: Clock> fmt::Debug for UsageReader<S, C> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("UsageReader")
-            .field("metrics", &self.metrics.is_some())
-            .finish_non_exhaustive()
-    }
-}
-
-impl<S: CounterStore, C: Clock> UsageReader<S, C> {
-    /// A reader of `store`'s counters under `rules`, with time from `clock`.
-    pub fn new(rules: SharedRules, store: Arc<S>, clock: C) -> Self {
-        Self {
-            rules,
-            store,
-            clock,
-            metrics: None,
-        }
-    }
-
-    /// The same reader, counting lookups (method `usage`) and store errors in `metrics`.
-    pub fn with_metrics(mut self, metrics: Metrics) -> Self {
-        self.metrics = Some(metrics);
-        self
-    }
-
+impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
     /// Reads the usage of every limit that applies to `query`'s descriptors, consuming nothing.
-    pub async fn report(&self, query: &UsageQuery) -> Result<UsageReport, UsageError> {
+    pub async fn usage(&self, query: &UsageQuery) -> Result<UsageReport, UsageError> {
         let started = tokio::time::Instant::now();
-        let result = self.read(query).await;
+        let result = self.read_usage(query).await;
         if let Some(metrics) = &self.metrics {
             let outcome = match &result {
                 Ok(_) => Outcome::Ok,
@@ -61,7 +26,7 @@ impl<S: CounterStore, C: Clock> UsageReader<S, C> {
         result
     }
 
-    async fn read(&self, query: &UsageQuery) -> Result<UsageReport, UsageError> {
+    async fn read_usage(&self, query: &UsageQuery) -> Result<UsageReport, UsageError> {
         let wire = query.to_wire();
         let mut request = request_from_wire(&wire, &RequestLimits::default())?;
         for descriptor in &mut request.descriptors {

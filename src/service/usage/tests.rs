@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::*;
 use crate::clock::{Clock, ManualClock};
 use crate::engine::{self, Children, Descriptor, DomainRules, Node, Rule, TimeUnit, Window};
-use crate::service::{RequestLimits, shared_rules};
+use crate::service::{RateLimiter, RequestLimits, shared_rules};
 use crate::store::MemoryStore;
 use crate::store::broken::BrokenStore;
 
@@ -74,8 +74,8 @@ fn query(domain: &str, descriptors: &[&[(&str, &str)]]) -> UsageQuery {
     }
 }
 
-fn reader(store: Arc<MemoryStore>, clock: &ManualClock) -> UsageReader<MemoryStore, ManualClock> {
-    UsageReader::new(shared_rules(rules()), store, clock.clone())
+fn reader(store: Arc<MemoryStore>, clock: &ManualClock) -> RateLimiter<MemoryStore, ManualClock> {
+    RateLimiter::new(shared_rules(rules()), store, clock.clone())
 }
 
 /// Adds one hit to each descriptor, as a ShouldRateLimit call would.
@@ -96,9 +96,9 @@ async fn every_limit_of_a_rule_is_reported_and_looking_consumes_nothing() {
     clock.advance(Duration::from_millis(15_500));
     consume(&store, &clock, PRO, 3);
     let reader = reader(store, &clock);
-    let first = reader.report(&query("api", &[PRO])).await.expect("report");
+    let first = reader.usage(&query("api", &[PRO])).await.expect("report");
     for _ in 0..5 {
-        let again = reader.report(&query("api", &[PRO])).await.expect("report");
+        let again = reader.usage(&query("api", &[PRO])).await.expect("report");
         assert_eq!(again, first, "a lookup changed the counts");
     }
     assert!(first.known_domain);
@@ -147,7 +147,7 @@ async fn unlimited_unmatched_replaced_and_unknown_say_so() {
         &[("free", "x")],
         &[("nothing", "x")],
     ];
-    let report = reader.report(&query("api", descriptors)).await.unwrap();
+    let report = reader.usage(&query("api", descriptors)).await.unwrap();
     let statuses: Vec<_> = report
         .descriptors
         .iter()
@@ -162,7 +162,7 @@ async fn unlimited_unmatched_replaced_and_unknown_say_so() {
             (RuleStatus::NoRule, None),
         ]
     );
-    let unknown = reader.report(&query("web", &[PRO])).await.unwrap();
+    let unknown = reader.usage(&query("web", &[PRO])).await.unwrap();
     assert!(!unknown.known_domain);
     assert_eq!(unknown.descriptors[0].status, RuleStatus::NoRule);
     assert!(unknown.descriptors[0].limits.is_empty());
@@ -174,7 +174,7 @@ async fn token_buckets_show_their_burst_and_the_next_token() {
     let clock = ManualClock::new(START);
     consume(&store, &clock, &[("tokens", "t")], 10);
     let report = reader(store, &clock)
-        .report(&query("api", &[&[("tokens", "t")]]))
+        .usage(&query("api", &[&[("tokens", "t")]]))
         .await
         .unwrap();
     let bucket = &report.descriptors[0].limits[0];
@@ -188,20 +188,20 @@ async fn token_buckets_show_their_burst_and_the_next_token() {
 #[tokio::test]
 async fn store_failures_and_invalid_queries_are_errors() {
     let clock = ManualClock::new(START);
-    let broken = UsageReader::new(shared_rules(rules()), Arc::new(BrokenStore), clock);
+    let broken = RateLimiter::new(shared_rules(rules()), Arc::new(BrokenStore), clock);
     assert_eq!(
-        broken.report(&query("api", &[PRO])).await,
+        broken.usage(&query("api", &[PRO])).await,
         Err(UsageError::Store(StoreError::Unavailable(
             "redis down".into()
         )))
     );
     assert_eq!(
-        broken.report(&query("", &[PRO])).await,
+        broken.usage(&query("", &[PRO])).await,
         Err(UsageError::Invalid(InvalidRequest::EmptyDomain))
     );
     let many = vec![PRO; RequestLimits::default().max_descriptors + 1];
     assert!(matches!(
-        broken.report(&query("api", &many)).await,
+        broken.usage(&query("api", &many)).await,
         Err(UsageError::Invalid(
             InvalidRequest::TooManyDescriptors { .. }
         ))

@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use foldhash::fast::RandomState;
 use foldhash::quality::RandomState as ValueHasher;
 use papaya::HashMap;
+use smallvec::SmallVec;
 
 use crate::clock::Timestamp;
 use crate::engine::{CounterReading, CounterUpdate, DistinctParams};
@@ -66,7 +67,8 @@ impl DistinctSets {
         value: &[u8],
         now: Timestamp,
     ) -> CounterReading {
-        let mut key = Vec::with_capacity(identity.len() + 8);
+        // On the stack for any ordinary identity: only a new set allocates.
+        let mut key: SmallVec<[u8; 128]> = SmallVec::new();
         key.extend_from_slice(identity);
         key.extend_from_slice(&update.window_index.to_le_bytes());
         let sets = self.sets.pin();
@@ -85,7 +87,7 @@ impl DistinctSets {
                     };
                 }
                 let ends = update.window.bounds(now).end;
-                sets.get_or_insert_with(key.into_boxed_slice(), || Windowed {
+                sets.get_or_insert_with(Box::from(key.as_slice()), || Windowed {
                     ends,
                     set: Set::new(params),
                 })

@@ -144,17 +144,7 @@ for i, key in ipairs(KEYS) do
         found = true
       end
     end
-    if release then
-      local behind = tag - kept
-      if behind == 1 then
-        kept, previous, current = tag, current, 0
-      elseif behind ~= 0 and behind ~= -1 then
-        kept, previous, current = tag, 0, 0
-      end
-      local from_previous = math.min(hits, previous)
-      previous = previous - from_previous
-      current = math.max(current - (hits - from_previous), 0)
-    elseif refund then
+    if refund and not release then
       if kept == tag then
         current = math.max(current - hits, 0)
       elseif kept == tag + 1 then
@@ -167,7 +157,13 @@ for i, key in ipairs(KEYS) do
       elseif behind ~= 0 and behind ~= -1 then
         kept, previous, current = tag, 0, 0
       end
-      current = math.min(current + hits, max)
+      if release then
+        local from_previous = math.min(hits, previous)
+        previous = previous - from_previous
+        current = math.max(current - (hits - from_previous), 0)
+      else
+        current = math.min(current + hits, max)
+      end
     end
     if hits > 0 and (found or not refund) then
       redis.call('SET', key, string.format('%.0f:%.0f:%.0f', kept, previous, current),
