@@ -289,6 +289,10 @@ impl Metrics {
 }
 
 impl ReloadObserver for Metrics {
+    fn prepare(&self, rules: &Arc<RuleSet>) {
+        self.inner.rules.prepare(&*self.inner.recorder, rules);
+    }
+
     fn applied(&self, rules: &Arc<RuleSet>, version: ConfigVersion, at: Timestamp) {
         self.config_loaded(rules, version.short(), at);
         self.reload_succeeded();

@@ -157,6 +157,9 @@ fn collect(
 /// The per-rule counters of the rule set in use, rebuilt when the rules change.
 pub(super) struct RuleCounters {
     current: ArcSwap<RuleHandleMap>,
+    /// The map `current` replaced: a request that loaded the old rules just before a reload
+    /// swapped them still finds its handles here instead of rebuilding the whole map.
+    previous: ArcSwap<RuleHandleMap>,
 }
 
 impl fmt::Debug for RuleCounters {
@@ -169,19 +172,24 @@ impl fmt::Debug for RuleCounters {
 
 impl RuleCounters {
     pub(super) fn new() -> Self {
+        let empty = || RuleHandleMap {
+            built_for: Weak::new(),
+            domains: FastMap::default(),
+        };
         Self {
-            current: ArcSwap::from_pointee(RuleHandleMap {
-                built_for: Weak::new(),
-                domains: FastMap::default(),
-            }),
+            current: ArcSwap::from_pointee(empty()),
+            previous: ArcSwap::from_pointee(empty()),
         }
     }
 
-    /// Registers the handles for `rules` ahead of their first request.
+    /// Registers the handles for `rules` ahead of their first request; the map they replace
+    /// stays reachable for requests still on the rules before them.
     pub(super) fn prepare(&self, recorder: &impl Recorder, rules: &Arc<RuleSet>) {
         if !self.current.load().is_for(rules) {
-            self.current
-                .store(Arc::new(RuleHandleMap::build(recorder, rules)));
+            let replaced = self
+                .current
+                .swap(Arc::new(RuleHandleMap::build(recorder, rules)));
+            self.previous.store(replaced);
         }
     }
 
@@ -195,6 +203,9 @@ impl RuleCounters {
         decision: &Decision<'_>,
     ) {
         let mut map = self.current.load();
+        if !map.is_for(rules) {
+            map = self.previous.load();
+        }
         if !map.is_for(rules) {
             // Rules swapped without `prepare`: build once; a racing request may build too, which
             // only registers the same series twice.
@@ -245,6 +256,9 @@ fn detailed_key_path<'a>(entries: impl Iterator<Item = (&'a str, &'a str)>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Timestamp;
+    use crate::engine::{CounterReading, Descriptor, Limit, TimeUnit, Window};
+    use metrics::{Gauge, Histogram, KeyName, SharedString, Unit};
 
     #[test]
     fn ratios_outside_zero_to_one_are_refused() {
@@ -252,6 +266,76 @@ mod tests {
         assert!(NearLimitRatio::new(1.01).is_err());
         assert!(NearLimitRatio::new(f64::NAN).is_err());
         assert_eq!(NearLimitRatio::new(1.0).map(NearLimitRatio::get), Ok(1.0));
+    }
+
+    /// Counts series registrations: each one is the cost a map rebuild pays per rule.
+    #[derive(Debug, Default)]
+    struct CountingRecorder(std::sync::atomic::AtomicUsize);
+
+    impl CountingRecorder {
+        fn registered(&self) -> usize {
+            self.0.load(std::sync::atomic::Ordering::Relaxed)
+        }
+        fn count(&self) {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    impl Recorder for CountingRecorder {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            self.count();
+            Counter::noop()
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            self.count();
+            Gauge::noop()
+        }
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            self.count();
+            Histogram::noop()
+        }
+    }
+
+    /// Records one request for `k=v` answered under `rules`.
+    fn record_one(counters: &RuleCounters, recorder: &CountingRecorder, rules: &Arc<RuleSet>) {
+        let request = Request::new("d", [Descriptor::from_pairs(&[("k", "v")])]);
+        let plan = crate::engine::plan(rules, &request, Timestamp::from_secs(1));
+        let readings = vec![CounterReading::default(); plan.len()];
+        let decision = crate::engine::conclude(&plan, &readings);
+        counters.record(
+            recorder,
+            NearLimitRatio::DEFAULT,
+            rules,
+            &request,
+            &decision,
+        );
+    }
+
+    #[test]
+    fn requests_on_the_rules_before_a_reload_do_not_rebuild_the_map() {
+        let rule_set = |limit| {
+            let limit = Limit::new(limit, Window::of(TimeUnit::Minute));
+            Arc::new(RuleSet::per_value("d", "k", [limit]))
+        };
+        let (old, new, never_prepared) = (rule_set(1), rule_set(2), rule_set(3));
+        let (counters, recorder) = (RuleCounters::new(), CountingRecorder::default());
+        counters.prepare(&recorder, &old);
+        counters.prepare(&recorder, &new);
+        let prepared = recorder.registered();
+        assert!(prepared > 0);
+
+        record_one(&counters, &recorder, &old);
+        record_one(&counters, &recorder, &new);
+        assert_eq!(recorder.registered(), prepared, "both maps were ready");
+
+        record_one(&counters, &recorder, &never_prepared);
+        assert!(
+            recorder.registered() > prepared,
+            "an unknown rule set builds its map"
+        );
     }
 
     #[test]
