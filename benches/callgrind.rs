@@ -11,11 +11,13 @@
 
 use std::hint::black_box;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{
     RateLimitDescriptor, rate_limit_descriptor,
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
+use portable_atomic::AtomicU128;
 use prost::Message;
 use quotad::clock::{ManualClock, Timestamp};
 use quotad::engine::{
@@ -54,9 +56,13 @@ fn decide(rules: &RuleSet, store: &MemoryStore, key: &str, descriptors: usize) -
             .iter()
             .map(|name| Descriptor::from_pairs(&[(name, key)])),
     );
-    let plan = engine::plan(rules, &request, NOW);
+    // As the service does: plan and decision filled in place, not returned by value.
+    let mut plan = engine::Plan::default();
+    engine::plan_into(&mut plan, rules, &request, NOW);
     let readings = store.apply_plan(&plan);
-    engine::conclude(&plan, &readings).over_limit
+    let mut decision = engine::Decision::default();
+    engine::conclude_into(&mut decision, &plan, &readings);
+    decision.over_limit
 }
 
 /// The wire request loadgen sends: `k0=<value>` … for `descriptors` descriptors.
@@ -142,17 +148,62 @@ fn papaya_lookups<S: std::hash::BuildHasher>(map: papaya::HashMap<Box<[u8]>, u64
     }
 }
 
-/// The store's access pattern on bare papaya: a fresh pin per lookup and a CAS on a 128-bit cell,
+/// How `papaya_store_pattern` fills its map. papaya 0.2's `compute` family
+/// (`get_or_insert_with`, `try_insert_with`, `compute`) never helps an incremental resize copy,
+/// so a map grown only through it keeps every table it ever allocated chained behind the first,
+/// and a read walks that chain; `try_insert` helps copy and leaves one table (or two).
+#[derive(Clone, Copy)]
+enum Fill {
+    /// `get_or_insert_with` under a pin per insert (what the store did before).
+    GetOrInsertWith,
+    /// `try_insert` under a pin per insert (what the store does now).
+    TryInsert,
+}
+
+/// A counter the store pattern loads and bumps with one CAS: 64- or 128-bit.
+trait Bumped: Send + Sync {
+    fn fresh() -> Self;
+    fn bump(&self);
+}
+
+impl Bumped for portable_atomic::AtomicU128 {
+    fn fresh() -> Self {
+        Self::new(0)
+    }
+    fn bump(&self) {
+        use portable_atomic::Ordering::{AcqRel, Acquire};
+        let seen = self.load(Acquire);
+        black_box(self.compare_exchange_weak(seen, seen + 1, AcqRel, Acquire)).ok();
+    }
+}
+
+impl Bumped for std::sync::atomic::AtomicU64 {
+    fn fresh() -> Self {
+        Self::new(0)
+    }
+    fn bump(&self) {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        let seen = self.load(Acquire);
+        black_box(self.compare_exchange_weak(seen, seen + 1, AcqRel, Acquire)).ok();
+    }
+}
+
+/// The store's access pattern on bare papaya: a fresh pin per lookup and a CAS on the cell,
 /// as `MemoryStore::apply_plan` does, to find which part makes many-key lookups expensive.
-fn papaya_store_pattern(iters: u64, pin_each: bool) {
-    use portable_atomic::{AtomicU128, Ordering};
+fn papaya_store_pattern<V: Bumped>(iters: u64, pin_each: bool, fill: Fill) {
     let map = papaya::HashMap::with_hasher(foldhash::fast::RandomState::default());
     let keys: Vec<Box<[u8]>> = (0..DISTINCT)
         .map(|index| identity(&format!("key-{index}")))
         .collect();
     for key in &keys {
-        map.pin()
-            .get_or_insert_with(key.clone(), || AtomicU128::new(0));
+        match fill {
+            Fill::GetOrInsertWith => {
+                map.pin().get_or_insert_with(key.clone(), V::fresh);
+            }
+            Fill::TryInsert => {
+                let _ = map.pin().try_insert(key.clone(), V::fresh());
+            }
+        }
     }
     let mut next = 0usize;
     let held = map.pin();
@@ -161,14 +212,7 @@ fn papaya_store_pattern(iters: u64, pin_each: bool) {
         let fresh = pin_each.then(|| map.pin());
         let pinned = fresh.as_ref().unwrap_or(&held);
         if let Some(cell) = pinned.get(&keys[next]) {
-            let seen = cell.load(Ordering::Acquire);
-            black_box(cell.compare_exchange_weak(
-                seen,
-                seen + 1,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ))
-            .ok();
+            cell.bump();
         }
     }
 }
@@ -228,8 +272,18 @@ fn main() {
                 .build(),
             iters,
         ),
-        "papaya/1M/store-pattern" => papaya_store_pattern(iters, true),
-        "papaya/1M/store-pattern/one-pin" => papaya_store_pattern(iters, false),
+        "papaya/1M/store-pattern" => {
+            papaya_store_pattern::<AtomicU128>(iters, true, Fill::GetOrInsertWith)
+        }
+        "papaya/1M/store-pattern/one-pin" => {
+            papaya_store_pattern::<AtomicU128>(iters, false, Fill::GetOrInsertWith)
+        }
+        "papaya/1M/store-pattern/u64" => {
+            papaya_store_pattern::<AtomicU64>(iters, true, Fill::GetOrInsertWith)
+        }
+        "papaya/1M/store-pattern/insert" => {
+            papaya_store_pattern::<AtomicU128>(iters, true, Fill::TryInsert)
+        }
         "papaya/1M/sip" => papaya_lookups(
             papaya::HashMap::with_hasher(std::hash::RandomState::new()),
             iters,
@@ -249,7 +303,8 @@ fn main() {
                  engine/sliding/1/hot engine/bucket/1/hot engine/empty/2/hot engine/fixed/1/1M \
                  service/empty/2 service/limited/2 service/limited/2/metrics \
                  service/limited/2/metrics/codec service/empty/2/metrics/codec \
-                 papaya/1M/{{foldhash,foldhash/blocking,sip,store-pattern,store-pattern/one-pin}}"
+                 papaya/1M/{{foldhash,foldhash/blocking,sip}} \
+                 papaya/1M/store-pattern{{,/one-pin,/u64,/insert}}"
             );
         }
     }

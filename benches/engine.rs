@@ -36,9 +36,13 @@ fn decide(rules: &RuleSet, store: &MemoryStore, values: &[&str]) -> bool {
             .zip(KEYS)
             .map(|(value, key)| Descriptor::from_pairs(&[(key, value)])),
     );
-    let plan = engine::plan(rules, &request, NOW);
+    // As the service does: plan and decision filled in place, not returned by value.
+    let mut plan = engine::Plan::default();
+    engine::plan_into(&mut plan, rules, &request, NOW);
     let readings = store.apply_plan(&plan);
-    engine::conclude(&plan, &readings).over_limit
+    let mut decision = engine::Decision::default();
+    engine::conclude_into(&mut decision, &plan, &readings);
+    decision.over_limit
 }
 
 fn descriptors_per_request(c: &mut Criterion) {

@@ -15,7 +15,7 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_client::R
 use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_service_server::RateLimitServiceServer;
 use quotad::app::{self, GrpcSettings, ServerConfig};
 use quotad::clock::{ManualClock, Timestamp};
-use quotad::engine::{Ban, CounterReading, Plan};
+use quotad::engine::{Ban, Plan, Readings};
 use quotad::service::{RateLimiter, shared_rules};
 use quotad::store::{CounterStore, MemoryStore, StoreError};
 use tokio::net::TcpListener;
@@ -33,7 +33,7 @@ struct GatedStore {
 }
 
 impl CounterStore for GatedStore {
-    async fn apply(&self, plan: &Plan<'_>) -> Result<Vec<CounterReading>, StoreError> {
+    async fn apply(&self, plan: &Plan<'_>) -> Result<Readings, StoreError> {
         let _ = self.entered.send(());
         // The gate never has permits: closing it is what lets every call through.
         let _ = self.gate.acquire().await;

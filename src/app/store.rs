@@ -17,7 +17,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::errors::{StartError, TaskResult};
 use crate::clock::{Clock, Timestamp};
-use crate::engine::{Ban, CounterReading, Plan};
+use crate::engine::{Ban, Plan, Readings};
 use crate::http::StoreProbe;
 use crate::metrics::{MemoryMetrics, Metrics, RedisMetrics};
 use crate::store::redis::{BreakerState, RedisStoreConfig};
@@ -135,10 +135,7 @@ impl Memory {
 
 impl CounterStore for Memory {
     #[inline]
-    fn apply(
-        &self,
-        plan: &Plan<'_>,
-    ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
+    fn apply(&self, plan: &Plan<'_>) -> impl Future<Output = Result<Readings, StoreError>> + Send {
         self.store.apply(plan)
     }
 
@@ -197,10 +194,7 @@ impl Redis {
 }
 
 impl CounterStore for Redis {
-    fn apply(
-        &self,
-        plan: &Plan<'_>,
-    ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
+    fn apply(&self, plan: &Plan<'_>) -> impl Future<Output = Result<Readings, StoreError>> + Send {
         // A plan without counters never reaches Redis; timing it would skew the histogram.
         let calls_redis = !plan.is_empty();
         let call = self.store.apply(plan);

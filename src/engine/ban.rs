@@ -22,6 +22,7 @@ use std::time::Duration;
 
 use crate::clock::Timestamp;
 
+use super::keys::Keys;
 use super::limit::Window;
 
 /// When a limit's repeated excess bans a caller, and for how long.
@@ -79,13 +80,13 @@ impl Ban {
 /// The identity a store keeps a ban under: the domain, key and value length-prefixed like a
 /// counter identity, then a zero window and the ban tag, so no counter can share it.
 pub fn ban_identity(domain: &str, key: &str, value: &str) -> Vec<u8> {
-    let mut identity = Vec::with_capacity(12 + domain.len() + key.len() + value.len() + 9);
+    let mut identity = Keys::new();
     push_ban_identity(&mut identity, domain, key, value);
-    identity
+    identity.to_vec()
 }
 
 /// Appends [`ban_identity`] to `keys`.
-pub(super) fn push_ban_identity(keys: &mut Vec<u8>, domain: &str, key: &str, value: &str) {
+pub(super) fn push_ban_identity(keys: &mut Keys, domain: &str, key: &str, value: &str) {
     for text in [domain, key, value] {
         let length = u32::try_from(text.len()).unwrap_or(u32::MAX);
         keys.extend_from_slice(&length.to_le_bytes());

@@ -55,7 +55,7 @@ impl DescriptorDecision<'_> {
 }
 
 /// The answer to a whole request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Decision<'p> {
     /// Whether the request is rejected: any ordinary descriptor over its limit, or all of its
     /// quota-mode descriptors.
@@ -84,18 +84,36 @@ impl<'p> Decision<'p> {
 ///
 /// A store that returns fewer readings than planned leaves the missing counters read as 0.
 pub fn conclude<'p>(plan: &'p Plan<'_>, readings: &[CounterReading]) -> Decision<'p> {
-    let mut decision = Decision {
-        over_limit: false,
-        descriptors: SmallVec::with_capacity(plan.descriptors.len()),
-    };
+    let mut decision = Decision::default();
+    conclude_into(&mut decision, plan, readings);
+    decision
+}
+
+/// [`conclude`] into a decision the caller owns (emptied first). The request path uses this
+/// form: a decision is over half a kilobyte, and returning one by value copies it again.
+pub fn conclude_into<'p>(
+    decision: &mut Decision<'p>,
+    plan: &'p Plan<'_>,
+    readings: &[CounterReading],
+) {
+    decision.over_limit = false;
+    // No `with_capacity`: it builds the inline vector aside and copies it in; four
+    // descriptors fit inline, and a longer request grows once.
+    decision.descriptors.clear();
     for planned in &plan.descriptors {
-        let answer = match planned {
-            Planned::NoRule => DescriptorDecision::unmatched(0),
-            Planned::Unlimited => DescriptorDecision::unmatched(u32::MAX),
+        // Each answer is filled where it lies: built aside and pushed, a decision is copied
+        // twice more per descriptor, which cost more than judging the limits.
+        decision.descriptors.push(DescriptorDecision::unmatched(0));
+        let Some(answer) = decision.descriptors.last_mut() else {
+            continue;
+        };
+        match planned {
+            Planned::NoRule => {}
+            Planned::Unlimited => answer.remaining = u32::MAX,
             Planned::Limited { rule, limits } => {
-                let checked: SmallVec<[(&Limit, Assessment); 2]> = limits
-                    .iter()
-                    .filter_map(|&(source, counter)| {
+                answer
+                    .checked
+                    .extend(limits.iter().filter_map(|&(source, counter)| {
                         let limit = plan.limit(source)?;
                         let reading = readings.get(counter).copied().unwrap_or_default();
                         let update = plan.counters.get(counter);
@@ -104,32 +122,24 @@ pub fn conclude<'p>(plan: &'p Plan<'_>, readings: &[CounterReading]) -> Decision
                         // Giving hits back never makes anything over its limit.
                         assessment.over_limit &= !update.is_some_and(|update| update.refund);
                         Some((limit, assessment))
-                    })
-                    .collect();
-                let Some(reported) = reported_limit(&checked) else {
-                    decision.descriptors.push(DescriptorDecision::unmatched(0));
-                    continue;
-                };
-                let shadow = rule.is_some_and(|rule| rule.shadow_mode);
-                let enforced_over = reported.enforced_over;
-                DescriptorDecision {
-                    over_limit: enforced_over && !shadow,
-                    rule: *rule,
-                    limit: Some(reported.limit),
-                    remaining: if enforced_over {
+                    }));
+                if let Some(reported) = reported_limit(&answer.checked) {
+                    let shadow = rule.is_some_and(|rule| rule.shadow_mode);
+                    let enforced_over = reported.enforced_over;
+                    answer.over_limit = enforced_over && !shadow;
+                    answer.rule = *rule;
+                    answer.limit = Some(reported.limit);
+                    answer.remaining = if enforced_over {
                         0
                     } else {
                         reported.assessment.remaining
-                    },
-                    reset: Some(reported.assessment.reset),
-                    banned_until: None,
-                    shadow_over_limit: enforced_over && shadow,
-                    soft_over_limit: reported.soft_over,
-                    checked,
+                    };
+                    answer.reset = Some(reported.assessment.reset);
+                    answer.shadow_over_limit = enforced_over && shadow;
+                    answer.soft_over_limit = reported.soft_over;
                 }
             }
-        };
-        decision.descriptors.push(answer);
+        }
     }
     for check in &plan.ban_checks {
         let until = readings
@@ -148,7 +158,6 @@ pub fn conclude<'p>(plan: &'p Plan<'_>, readings: &[CounterReading]) -> Decision
         }
     }
     decision.over_limit = request_over_limit(&decision.descriptors);
-    decision
 }
 
 /// Whether the request as a whole is rejected: any ordinary descriptor over its limit, or every

@@ -24,6 +24,7 @@ use super::bucket::BucketParams;
 use super::conclude::Decision;
 use super::distinct::DistinctParams;
 use super::identity::{ban_read, counter_update, identity_len};
+use super::keys::Keys;
 use super::limit::{Algorithm, Limit, Window};
 use super::request::Request;
 use super::rules::{BanTarget, DomainRules, Policy, Rule, RuleSet};
@@ -101,7 +102,7 @@ pub struct Plan<'r> {
     pub(super) descriptors: SmallVec<[Planned<'r>; 4]>,
     overrides: SmallVec<[Limit; 1]>,
     pub(super) counters: SmallVec<[CounterUpdate; 4]>,
-    pub(super) keys: Vec<u8>,
+    pub(super) keys: Keys,
     pub(super) ban_checks: SmallVec<[BanCheck<'r>; 1]>,
     pub(super) strikes: Vec<Strike<'r>>,
 }
@@ -190,10 +191,23 @@ impl<'r> Plan<'r> {
             descriptors: SmallVec::new(),
             overrides: SmallVec::new(),
             counters: SmallVec::new(),
-            keys: Vec::new(),
+            keys: Keys::new(),
             ban_checks: SmallVec::new(),
             strikes: Vec::new(),
         }
+    }
+
+    /// Empties the plan for a request at `now` in `domain`, keeping any heap capacity.
+    fn reset(&mut self, now: Timestamp, domain: Option<&'r DomainRules>) {
+        self.now = now;
+        self.count_rejected_hits = domain.is_none_or(DomainRules::counts_rejected_hits);
+        self.domain = domain;
+        self.descriptors.clear();
+        self.overrides.clear();
+        self.counters.clear();
+        self.keys.clear();
+        self.ban_checks.clear();
+        self.strikes.clear();
     }
 
     pub(super) fn limit<'s>(&'s self, source: LimitSource<'r>) -> Option<&'s Limit>
@@ -207,15 +221,35 @@ impl<'r> Plan<'r> {
     }
 }
 
+impl Default for Plan<'_> {
+    /// A plan for no domain at the epoch, touching nothing: a slot for [`plan_into`] to fill.
+    fn default() -> Self {
+        Plan::empty(Timestamp::from_nanos(0), None)
+    }
+}
+
 /// Lists the counters `request` touches under `rules` at `now`.
 pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Plan<'r> {
-    let Some(domain) = rules.domain(request.domain) else {
-        let mut plan = Plan::empty(now, None);
+    let mut plan = Plan::default();
+    plan_into(&mut plan, rules, request, now);
+    plan
+}
+
+/// [`plan`] into a plan the caller owns (emptied first). The request path uses this form: a
+/// plan is about a kilobyte, and returning one by value copies it once more per request.
+pub fn plan_into<'r>(
+    plan: &mut Plan<'r>,
+    rules: &'r RuleSet,
+    request: &Request<'_>,
+    now: Timestamp,
+) {
+    let domain = rules.domain(request.domain);
+    plan.reset(now, domain);
+    let Some(domain) = domain else {
         plan.descriptors
             .extend(request.descriptors.iter().map(|_| Planned::NoRule));
-        return plan;
+        return;
     };
-    let mut plan = Plan::empty(now, Some(domain));
     let matched: SmallVec<[Option<&Rule>; 4]> = request
         .descriptors
         .iter()
@@ -265,12 +299,10 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
                 &descriptor.entries,
                 &limit,
                 hits,
+                descriptor.refund,
                 now,
             );
-            plan.counters.push(CounterUpdate {
-                refund: descriptor.refund,
-                ..update
-            });
+            plan.counters.push(update);
             plan.overrides.push(limit);
             let source = LimitSource::Override(plan.overrides.len() - 1);
             Planned::Limited {
@@ -292,12 +324,10 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
                                 &descriptor.entries,
                                 limit,
                                 hits,
+                                descriptor.refund,
                                 now,
                             );
-                            plan.counters.push(CounterUpdate {
-                                refund: descriptor.refund,
-                                ..update
-                            });
+                            plan.counters.push(update);
                         }
                         if kept.is_empty() {
                             Planned::NoRule
@@ -313,7 +343,6 @@ pub fn plan<'r>(rules: &'r RuleSet, request: &Request<'_>, now: Timestamp) -> Pl
         };
         plan.descriptors.push(planned);
     }
-    plan
 }
 
 /// The entries of `descriptor` whose values a ban in `domain` may refuse (none for releases

@@ -7,21 +7,24 @@ use crate::clock::Timestamp;
 use super::ban::{BanPolicy, push_ban_identity};
 use super::decide::CounterUpdate;
 use super::distinct::DistinctParams;
+use super::keys::Keys;
 use super::limit::{Algorithm, Limit, TimeUnit, Window};
 use super::request::Entry;
 use super::rules::DomainRules;
 
-/// Appends the counter identity for (domain, descriptor entries, window, algorithm) to `keys`.
+/// Appends the counter identity for (domain, descriptor entries, window, algorithm) to `keys`
+/// and plans adding `hits` to it (giving them back when `refund`).
 ///
 /// Strings are length-prefixed so no value can forge another key; the threshold is left out.
 /// A distinct counter leaves the last entry's value out of its identity and appends it after
 /// the identity as the value to add.
 pub(super) fn counter_update(
-    keys: &mut Vec<u8>,
+    keys: &mut Keys,
     domain: &DomainRules,
     entries: &[Entry<'_>],
     limit: &Limit,
     hits: u64,
+    refund: bool,
     now: Timestamp,
 ) -> CounterUpdate {
     let start = keys.len();
@@ -54,7 +57,7 @@ pub(super) fn counter_update(
         window: limit.window,
         algorithm: limit.algorithm,
         hits,
-        refund: false,
+        refund,
         bucket: (limit.algorithm == Algorithm::TokenBucket).then(|| limit.bucket()),
         reads_ban: false,
         distinct,
@@ -62,7 +65,7 @@ pub(super) fn counter_update(
 }
 
 /// Appends the identity of the ban on `key`=`value` in `domain` and plans reading it.
-pub(super) fn ban_read(keys: &mut Vec<u8>, domain: &str, key: &str, value: &str) -> CounterUpdate {
+pub(super) fn ban_read(keys: &mut Keys, domain: &str, key: &str, value: &str) -> CounterUpdate {
     let start = keys.len();
     push_ban_identity(keys, domain, key, value);
     let window = Window::of(TimeUnit::Second);
@@ -83,7 +86,7 @@ pub(super) fn ban_read(keys: &mut Vec<u8>, domain: &str, key: &str, value: &str)
 /// Appends the identity of the strikes against one counter (its identity, then the strike
 /// window and tag) and plans one strike on a sliding window of `policy.within`.
 pub(super) fn strike(
-    keys: &mut Vec<u8>,
+    keys: &mut Keys,
     counter: &[u8],
     policy: &BanPolicy,
     now: Timestamp,
@@ -128,7 +131,8 @@ pub fn shard_key(identity: &[u8]) -> &[u8] {
     &identity[..identity.len().saturating_sub(IDENTITY_SUFFIX)]
 }
 
-fn push_str(keys: &mut Vec<u8>, text: &str) {
+#[inline]
+fn push_str(keys: &mut Keys, text: &str) {
     let length = u32::try_from(text.len()).unwrap_or(u32::MAX);
     keys.extend_from_slice(&length.to_le_bytes());
     keys.extend_from_slice(text.as_bytes());

@@ -8,6 +8,7 @@ mod conclude;
 mod decide;
 mod distinct;
 mod identity;
+mod keys;
 mod limit;
 pub mod quota;
 mod request;
@@ -27,8 +28,8 @@ mod tests;
 
 pub use ban::{Ban, BanPolicy, ban_identity, describe_window, parse_ban_identity};
 pub use bucket::BucketParams;
-pub use conclude::{Decision, DescriptorDecision, conclude};
-pub use decide::{CounterUpdate, Plan, plan};
+pub use conclude::{Decision, DescriptorDecision, conclude, conclude_into};
+pub use decide::{CounterUpdate, Plan, plan, plan_into};
 pub use distinct::{DistinctParams, EXACT_UP_TO};
 pub use identity::shard_key;
 pub use limit::{Algorithm, Limit, TimeUnit, Window, WindowBounds};
@@ -40,4 +41,4 @@ pub use response::{
 pub use rules::{
     BanTarget, Children, DomainRules, KeyBranch, Node, Policy, Rule, RuleSet, ValuePattern,
 };
-pub use window::{Assessment, CounterReading, assess};
+pub use window::{Assessment, CounterReading, Readings, assess};

@@ -16,6 +16,8 @@
 
 use std::time::Duration;
 
+use smallvec::SmallVec;
+
 use crate::clock::Timestamp;
 
 use super::limit::{Algorithm, Limit};
@@ -36,6 +38,11 @@ pub struct CounterReading {
     /// leases; 0 otherwise).
     pub previous: u64,
 }
+
+/// A plan's readings, one per counter in plan order. Inline up to four counters, so the
+/// common request (a few descriptors of one or two limits each) gets its readings without a
+/// heap block.
+pub type Readings = SmallVec<[CounterReading; 4]>;
 
 /// What a reading means for one limit at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,6 @@ use envoy_types::pb::envoy::service::ratelimit::v3::rate_limit_response::{
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::{RateLimitRequest, RateLimitResponse};
 use envoy_types::pb::google::protobuf::Duration as ProtoDuration;
-use smallvec::SmallVec;
 use tonic::Status;
 
 use crate::engine::{
@@ -142,6 +141,19 @@ pub fn request_from_wire<'a>(
     wire: &'a RateLimitRequest,
     limits: &RequestLimits,
 ) -> Result<Request<'a>, InvalidRequest> {
+    let mut request = Request::new(&wire.domain, []);
+    read_request(&mut request, wire, limits)?;
+    Ok(request)
+}
+
+/// [`request_from_wire`] into a request the caller owns (everything in it replaced; left
+/// half-filled on an error). The service uses this form: a request is most of a kilobyte, and
+/// one built aside was copied four more times on its way out.
+pub fn read_request<'a>(
+    request: &mut Request<'a>,
+    wire: &'a RateLimitRequest,
+    limits: &RequestLimits,
+) -> Result<(), InvalidRequest> {
     if wire.domain.is_empty() {
         return Err(InvalidRequest::EmptyDomain);
     }
@@ -160,26 +172,28 @@ pub fn request_from_wire<'a>(
             max: limits.max_descriptors,
         });
     }
-    let descriptors = wire
-        .descriptors
-        .iter()
-        .enumerate()
-        .map(|(index, descriptor)| descriptor_from_wire(index, descriptor, limits))
-        .collect::<Result<_, _>>()?;
-    Ok(Request {
-        domain: &wire.domain,
-        descriptors,
-        // Envoy sends 0 when the filter did not set a count; it means one hit.
-        hits: u64::from(wire.hits_addend.max(1)),
-    })
+    request.domain = &wire.domain;
+    // Envoy sends 0 when the filter did not set a count; it means one hit.
+    request.hits = u64::from(wire.hits_addend.max(1));
+    request.descriptors.clear();
+    for (index, descriptor) in wire.descriptors.iter().enumerate() {
+        // Pushed first and filled where it lies, for the same reason as the request.
+        request.descriptors.push(Descriptor::from_pairs(&[]));
+        if let Some(slot) = request.descriptors.last_mut() {
+            read_descriptor(slot, index, descriptor, limits)?;
+        }
+    }
+    Ok(())
 }
 
-/// Validates one wire descriptor, including its optional `limit` override.
-fn descriptor_from_wire<'a>(
+/// Validates one wire descriptor, including its optional `limit` override, into `descriptor`
+/// (which starts empty).
+fn read_descriptor<'a>(
+    descriptor: &mut Descriptor<'a>,
     index: usize,
     wire: &'a RateLimitDescriptor,
     limits: &RequestLimits,
-) -> Result<Descriptor<'a>, InvalidRequest> {
+) -> Result<(), InvalidRequest> {
     if wire.entries.is_empty() {
         return Err(InvalidRequest::EmptyDescriptor { descriptor: index });
     }
@@ -190,57 +204,48 @@ fn descriptor_from_wire<'a>(
             max: limits.max_entries,
         });
     }
-    let entries = wire
-        .entries
-        .iter()
-        .enumerate()
-        .map(|(entry, pair)| {
-            let too_long = |part, len, max| InvalidRequest::EntryTooLong {
+    for (entry, pair) in wire.entries.iter().enumerate() {
+        let too_long = |part, len, max| InvalidRequest::EntryTooLong {
+            descriptor: index,
+            entry,
+            part,
+            len,
+            max,
+        };
+        if pair.key.is_empty() {
+            return Err(InvalidRequest::EmptyKey {
                 descriptor: index,
                 entry,
-                part,
-                len,
-                max,
-            };
-            if pair.key.is_empty() {
-                Err(InvalidRequest::EmptyKey {
-                    descriptor: index,
-                    entry,
-                })
-            } else if pair.key.len() > limits.max_key_bytes {
-                Err(too_long("key", pair.key.len(), limits.max_key_bytes))
-            } else if pair.value.len() > limits.max_value_bytes {
-                Err(too_long("value", pair.value.len(), limits.max_value_bytes))
-            } else {
-                Ok(Entry {
-                    key: &pair.key,
-                    value: &pair.value,
-                })
-            }
-        })
-        .collect::<Result<SmallVec<_>, _>>()?;
-    Ok(Descriptor {
-        entries,
-        // Present means present: an explicit 0 checks the limit without consuming it.
-        hits: wire.hits_addend.as_ref().map(|hits| hits.value),
-        limit_override: wire
-            .limit
-            .as_ref()
-            .map(|limit| {
-                let unit =
-                    override_unit(limit.unit).ok_or(InvalidRequest::UnknownOverrideUnit {
-                        descriptor: index,
-                        unit: limit.unit,
-                    })?;
-                Ok(LimitOverride {
-                    requests_per_unit: limit.requests_per_unit,
-                    unit,
-                })
+            });
+        } else if pair.key.len() > limits.max_key_bytes {
+            return Err(too_long("key", pair.key.len(), limits.max_key_bytes));
+        } else if pair.value.len() > limits.max_value_bytes {
+            return Err(too_long("value", pair.value.len(), limits.max_value_bytes));
+        }
+        descriptor.entries.push(Entry {
+            key: &pair.key,
+            value: &pair.value,
+        });
+    }
+    // Present means present: an explicit 0 checks the limit without consuming it.
+    descriptor.hits = wire.hits_addend.as_ref().map(|hits| hits.value);
+    descriptor.limit_override = wire
+        .limit
+        .as_ref()
+        .map(|limit| {
+            let unit = override_unit(limit.unit).ok_or(InvalidRequest::UnknownOverrideUnit {
+                descriptor: index,
+                unit: limit.unit,
+            })?;
+            Ok(LimitOverride {
+                requests_per_unit: limit.requests_per_unit,
+                unit,
             })
-            .transpose()?,
-        // Envoy's refund (a stream-done action with `is_negative_hits`): give the hits back.
-        refund: wire.is_negative_hits,
-    })
+        })
+        .transpose()?;
+    // Envoy's refund (a stream-done action with `is_negative_hits`): give the hits back.
+    descriptor.refund = wire.is_negative_hits;
+    Ok(())
 }
 
 /// The engine unit for `envoy.type.v3.RateLimitUnit` as sent in a limit override (7 is WEEK in

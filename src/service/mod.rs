@@ -9,8 +9,8 @@ mod rls;
 mod usage;
 
 pub use convert::{
-    InvalidRequest, RequestLimits, request_from_wire, response_from_decision, unit_to_wire,
-    wire_unit,
+    InvalidRequest, RequestLimits, read_request, request_from_wire, response_from_decision,
+    unit_to_wire, wire_unit,
 };
 pub use headers::decorate;
 pub use policy::StoreErrorPolicy;

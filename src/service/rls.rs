@@ -16,7 +16,7 @@ use crate::engine::{self, Ban, Plan, ResponsePolicy, RuleSet, ban_identity};
 use crate::metrics::{BanMetrics, Method, Metrics, Outcome};
 use crate::store::{CounterStore, StoreError};
 
-use super::convert::response_from_decision;
+use super::convert::{RequestLimits, read_request, response_from_decision};
 use super::headers::decorate;
 use super::policy::StoreErrorPolicy;
 
@@ -150,11 +150,15 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
 
     /// Answers one request exactly as the gRPC method does.
     pub async fn decide(&self, wire: &RateLimitRequest) -> Result<RateLimitResponse, Status> {
-        let request = engine::Request::try_from(wire)?;
+        // Read in place: built aside, a request was copied several times on its way here.
+        let mut request = engine::Request::new("", []);
+        read_request(&mut request, wire, &RequestLimits::default())?;
         // An owned snapshot, not a guard: the call awaits the store and must not pin a
         // reload's old rules in arc-swap's debt list while it waits.
         let rules = self.rules.load_full();
-        let plan = engine::plan(&rules, &request, self.clock.now());
+        // Plan and decision are filled in place: each is too large to return by value cheaply.
+        let mut plan = engine::Plan::default();
+        engine::plan_into(&mut plan, &rules, &request, self.clock.now());
         let readings = match self.store.apply(&plan).await {
             Ok(readings) => readings,
             Err(error) => {
@@ -166,7 +170,8 @@ impl<S: CounterStore, C: Clock> RateLimiter<S, C> {
                 return policy.answer(request.descriptors.len(), &error);
             }
         };
-        let decision = engine::conclude(&plan, &readings);
+        let mut decision = engine::Decision::default();
+        engine::conclude_into(&mut decision, &plan, &readings);
         if let Some(metrics) = &self.metrics {
             metrics.record_decision(&rules, &request, &decision);
         }

@@ -4,7 +4,7 @@ use std::future::{Future, ready};
 
 use super::{CounterStore, StoreError};
 use crate::clock::Timestamp;
-use crate::engine::{Ban, CounterReading, Plan};
+use crate::engine::{Ban, Plan, Readings};
 
 /// Every call fails with `Unavailable("redis down")`.
 #[derive(Debug)]
@@ -15,10 +15,7 @@ fn down() -> StoreError {
 }
 
 impl CounterStore for BrokenStore {
-    fn apply(
-        &self,
-        _plan: &Plan<'_>,
-    ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
+    fn apply(&self, _plan: &Plan<'_>) -> impl Future<Output = Result<Readings, StoreError>> + Send {
         ready(Err(down()))
     }
 

@@ -12,7 +12,7 @@ pub use memory::{DEFAULT_MAX_KEYS, MemoryStore, MemoryStoreStats};
 use std::future::Future;
 
 use crate::clock::Timestamp;
-use crate::engine::{Ban, CounterReading, Plan};
+use crate::engine::{Ban, Plan, Readings};
 
 /// Why a store could not apply a plan.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -34,10 +34,7 @@ impl StoreError {
 pub trait CounterStore: Send + Sync + 'static {
     /// Adds each counter's hits in its window and returns the counts after adding, in plan order;
     /// for a ban read, the ban's end (nanoseconds since the epoch, 0 when none) as `current`.
-    fn apply(
-        &self,
-        plan: &Plan<'_>,
-    ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send;
+    fn apply(&self, plan: &Plan<'_>) -> impl Future<Output = Result<Readings, StoreError>> + Send;
 
     /// Starts `ban` (a ban already on the same value keeps the later end).
     fn start_ban(

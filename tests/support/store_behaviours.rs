@@ -94,7 +94,8 @@ impl<S: CounterStore> Harness<S> {
     ) -> Vec<CounterReading> {
         let request = self.request(descriptors);
         let plan = engine::plan(rules, &request, self.clock.now());
-        self.store.apply(&plan).await.expect("store call")
+        let readings = self.store.apply(&plan).await.expect("store call");
+        readings.into_vec()
     }
 
     /// How many of `tasks` × `per_task` one-hit requests for `k=x`, racing from separate tasks

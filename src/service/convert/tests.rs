@@ -5,6 +5,7 @@ use std::num::NonZeroU32;
 
 use envoy_types::pb::envoy::extensions::common::ratelimit::v3::rate_limit_descriptor;
 use envoy_types::pb::google::protobuf::UInt64Value;
+use smallvec::SmallVec;
 use tonic::Code as GrpcCode;
 
 use super::*;

@@ -54,6 +54,13 @@ impl Bans {
         let until = ban.until.as_nanos();
         let reason: Arc<str> = Arc::from(ban.reason.as_str());
         let fresh = Entry { until, reason };
+        // A new value goes in with `try_insert`: papaya's `compute` never helps finish a
+        // resize, and a map grown through it alone makes every lookup walk each table it
+        // outgrew (see `MemoryStore::insert`). `compute` only settles an existing ban.
+        let Err(held) = entries.try_insert(Box::from(ban.identity()), fresh) else {
+            return true;
+        };
+        let fresh = held.not_inserted;
         entries.compute(Box::from(ban.identity()), |current| match current {
             Some((_, held)) if held.until >= until => Operation::Abort(()),
             _ => Operation::Insert(fresh.clone()),

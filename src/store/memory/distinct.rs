@@ -86,11 +86,16 @@ impl DistinctSets {
                         previous: 0,
                     };
                 }
-                let ends = update.window.bounds(now).end;
-                sets.get_or_insert_with(Box::from(key.as_slice()), || Windowed {
-                    ends,
+                let fresh = Windowed {
+                    ends: update.window.bounds(now).end,
                     set: Set::new(params),
-                })
+                };
+                // `try_insert`, not `get_or_insert_with`: only inserts help papaya finish a
+                // resize (see `MemoryStore::insert`); a racing loser just drops its set.
+                match sets.try_insert(Box::from(key.as_slice()), fresh) {
+                    Ok(set) => set,
+                    Err(raced) => raced.current,
+                }
             }
         };
         // Never 0: an exact set's empty slots hold 0.

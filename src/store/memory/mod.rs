@@ -24,10 +24,10 @@ use std::future::{Future, ready};
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use papaya::HashMap;
+use papaya::{Guard, HashMap, HashMapRef, LocalGuard};
 
 use crate::clock::Timestamp;
-use crate::engine::{Ban, CounterReading, Plan};
+use crate::engine::{Ban, CounterReading, CounterUpdate, Plan, Readings};
 
 use super::{CounterStore, StoreError};
 use bans::Bans;
@@ -37,6 +37,8 @@ use key::{CounterKey, KeyHasher, KeyIsHash};
 
 /// The counter map: a cell per counter, named by the keyed hash of its identity (see `key`).
 type Cells = HashMap<CounterKey, Cell, KeyIsHash>;
+/// The counter map under a pin.
+type CellsRef<'map> = HashMapRef<'map, CounterKey, Cell, KeyIsHash, LocalGuard<'map>>;
 
 /// The default bound on counter cells: about 0.5 GB of RSS at the measured cost per key.
 pub const DEFAULT_MAX_KEYS: usize = 5_000_000;
@@ -45,6 +47,8 @@ pub const DEFAULT_MAX_KEYS: usize = 5_000_000;
 const MIN_SWEEP_PASS: usize = 65_536;
 /// The most passes one sweep makes (an eighth of the map each: the whole map and then some).
 const MAX_SWEEP_PASSES: usize = 16;
+/// New keys between two flushes of the inserting thread's retired garbage (see `insert`).
+const FLUSH_EVERY: usize = 4_096;
 
 /// Counts for an operator: how many counters the store holds and how many it had to evict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,7 +97,7 @@ impl MemoryStore {
     }
 
     /// Applies every counter of `plan` and returns the readings, in plan order.
-    pub fn apply_plan(&self, plan: &Plan<'_>) -> Vec<CounterReading> {
+    pub fn apply_plan(&self, plan: &Plan<'_>) -> Readings {
         let cells = self.cells.pin();
         plan.counters()
             .map(|(key, update)| {
@@ -116,12 +120,7 @@ impl MemoryStore {
                         None if update.hits == 0 || update.refund => {
                             break CounterReading::default();
                         }
-                        None => {
-                            if cells.len() >= self.max_keys {
-                                self.make_room(plan.now());
-                            }
-                            cells.get_or_insert_with(key, || Cell::new(update))
-                        }
+                        None => self.insert(&cells, key, update, plan.now()),
                     };
                     match cell.apply_update(update, plan.now()) {
                         Some(reading) => break reading,
@@ -133,6 +132,34 @@ impl MemoryStore {
                 }
             })
             .collect()
+    }
+
+    /// Adds a fresh cell for `key`, making room first if the store is full; returns the cell
+    /// a racing request added instead if it won.
+    fn insert<'g>(
+        &self,
+        cells: &'g CellsRef<'_>,
+        key: CounterKey,
+        update: &CounterUpdate,
+        now: Timestamp,
+    ) -> &'g Cell {
+        let held = cells.len();
+        if held >= self.max_keys {
+            self.make_room(now);
+        }
+        if held.is_multiple_of(FLUSH_EVERY) {
+            // A table a resize outgrew waits in the retiring thread's batch until that batch
+            // fills, and growth alone rarely fills it: hand it on now and then so it is freed
+            // (one system call per `FLUSH_EVERY` new keys; the batch may be this thread's).
+            self.cells.guard().flush();
+        }
+        // `try_insert`, not `get_or_insert_with`: papaya 0.2's closure inserts never help
+        // finish a resize, so a map grown through them keeps every table it outgrew chained in
+        // front of the live one, and each read walks them all (~9k instructions at 1M keys).
+        match cells.try_insert(key, Cell::new(update)) {
+            Ok(cell) => cell,
+            Err(raced) => raced.current,
+        }
     }
 
     /// Starts `ban` (a later end on the same value wins); false when the store already holds
@@ -212,10 +239,7 @@ impl MemoryStore {
 }
 
 impl CounterStore for MemoryStore {
-    fn apply(
-        &self,
-        plan: &Plan<'_>,
-    ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
+    fn apply(&self, plan: &Plan<'_>) -> impl Future<Output = Result<Readings, StoreError>> + Send {
         ready(Ok(self.apply_plan(plan)))
     }
 

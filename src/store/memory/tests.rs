@@ -148,7 +148,7 @@ fn reads_and_refunds_of_unknown_keys_store_nothing() {
     let refund = Request::new("d", [Descriptor::from_pairs(&[("k", "gone")]).refunding()]);
     for request in [peek, refund] {
         let readings = store.apply_plan(&engine::plan(&rules, &request, now));
-        assert_eq!(readings, [CounterReading::default()]);
+        assert_eq!(readings[..], [CounterReading::default()]);
     }
     assert_eq!(store.stats().keys, 0, "no empty counter was created");
     assert_eq!(

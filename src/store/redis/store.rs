@@ -20,7 +20,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 
 use crate::clock::Clock;
 use crate::clock::Timestamp;
-use crate::engine::{Ban, CounterReading, Plan};
+use crate::engine::{Ban, CounterReading, Plan, Readings};
 use crate::store::{CounterStore, StoreError};
 
 use super::breaker::{Admission, Breaker};
@@ -181,12 +181,12 @@ impl RedisStore {
     }
 
     /// Runs every batch (in parallel when there are several) and reassembles plan order.
-    async fn run(&self, batches: Vec<Batch>, len: usize) -> Result<Vec<CounterReading>, Failure> {
+    async fn run(&self, batches: Vec<Batch>, len: usize) -> Result<Readings, Failure> {
         let replies = match batches.as_slice() {
             [only] => vec![self.run_batch(only).await],
             _ => join_all(batches.iter().map(|batch| self.run_batch(batch)).collect()).await,
         };
-        let mut readings = vec![CounterReading::default(); len];
+        let mut readings = Readings::from_elem(CounterReading::default(), len);
         for (batch, reply) in batches.iter().zip(replies) {
             let reply = reply.map_err(Failure::Redis)?;
             batch
@@ -262,17 +262,14 @@ impl RedisStore {
 }
 
 impl CounterStore for RedisStore {
-    fn apply(
-        &self,
-        plan: &Plan<'_>,
-    ) -> impl Future<Output = Result<Vec<CounterReading>, StoreError>> + Send {
+    fn apply(&self, plan: &Plan<'_>) -> impl Future<Output = Result<Readings, StoreError>> + Send {
         // Keys and arguments are built before the first await, so the future owns its data and
         // does not borrow the plan.
         let len = plan.len();
         let batches = self.batches(plan);
         async move {
             if len == 0 {
-                return Ok(Vec::new());
+                return Ok(Readings::new());
             }
             self.guarded(self.run(batches, len)).await
         }
