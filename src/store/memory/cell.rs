@@ -14,10 +14,6 @@ const COUNT_MAX: u64 = (1 << 48) - 2;
 const COUNT_MASK: u128 = (1 << 48) - 1;
 /// A cell the sweeper has reclaimed; no live state can equal it because counts saturate lower.
 const DEAD: u128 = u128::MAX;
-/// How stale a cell's last-use time may get (nanoseconds). Writing it on every hit put a
-/// second store per request on the cell, which threads sharing a hot key fought over; once per
-/// 100 µs costs nothing, and the evictor's recency cut-off never needs it finer.
-const RECENCY_GRAIN_NANOS: u64 = 100_000;
 
 /// A cell's state, unpacked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,8 +153,7 @@ impl Cell {
         }
     }
 
-    /// When the cell was last applied to (nanoseconds since the epoch, to within
-    /// `RECENCY_GRAIN_NANOS`).
+    /// When the cell was last applied to (nanoseconds since the epoch).
     pub(super) fn last_used(&self) -> u64 {
         self.last_used.load(Ordering::Relaxed)
     }
@@ -170,10 +165,7 @@ impl Cell {
         now: Timestamp,
     ) -> Option<CounterReading> {
         // Relaxed: recency only steers eviction, it never decides an answer.
-        let last_used = self.last_used.load(Ordering::Relaxed);
-        if now.as_nanos().saturating_sub(last_used) >= RECENCY_GRAIN_NANOS {
-            self.last_used.store(now.as_nanos(), Ordering::Relaxed);
-        }
+        self.last_used.store(now.as_nanos(), Ordering::Relaxed);
         if let Some(bucket) = update.bucket {
             return self.apply_bucket(bucket, now.as_nanos(), update.hits, update.refund);
         }
