@@ -284,7 +284,7 @@ impl Reloader {
             // One thread: a reload shares the cores with live traffic (start-up does not).
             let config = load_versioned_with(&path, |path| load_path_on(path, 1))?;
             if config.version == serving {
-                return Ok(Some((config, Vec::new())));
+                return Ok(None);
             }
             // Everything a new rule set needs besides the swap happens here, not on a request
             // worker: per-rule metric series (tens of ms for 10,000 rules) and the log summary.
@@ -302,11 +302,6 @@ impl Reloader {
                 status.failing = false;
                 observer.inspect(|observer| observer.unchanged());
                 tracing::debug!(%trigger, version = %serving, "configuration unchanged");
-                Ok(Reloaded::Unchanged(serving))
-            }
-            Ok(Some((config, _))) if config.version == serving => {
-                status.failing = false;
-                observer.inspect(|observer| observer.unchanged());
                 Ok(Reloaded::Unchanged(serving))
             }
             Ok(Some((config, summaries))) => {
