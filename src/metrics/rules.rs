@@ -1,7 +1,9 @@
 //! Per-rule hit counting, envoyproxy/ratelimit style, without allocating on the request path:
 //! the counter handles for every (domain, key path) are registered once per rule set and found
-//! by two hash lookups. The handle map is tied to the `RuleSet` it was built from, so a reload
-//! (or anyone swapping the rules) gets a fresh map the first time the new rules are used.
+//! by the matched rule's address (one integer hash, no string hashing or comparing per
+//! descriptor). The handle map is tied to the `RuleSet` it was built from, so a reload (or anyone
+//! swapping the rules) gets a fresh map the first time the new rules are used, and the addresses
+//! it holds belong to that live rule set.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -110,25 +112,37 @@ fn is_near_limit(answer: &DescriptorDecision<'_>, ratio: NearLimitRatio) -> bool
     })
 }
 
+/// A rule's identity within the rule set it belongs to: its address, stable while the
+/// (immutable) rule set lives.
+fn rule_address(rule: &Rule) -> usize {
+    std::ptr::from_ref(rule) as usize
+}
+
 /// Handles for every rule of one rule set.
 struct RuleHandleMap {
     /// A weak pointer keeps the allocation's address reserved, so a later rule set cannot be
     /// mistaken for this one.
     built_for: Weak<RuleSet>,
-    domains: FastMap<Box<str>, FastMap<Box<str>, RuleHandles>>,
+    /// By [`rule_address`]; rules sharing a (domain, key path) share one set of series.
+    rules: FastMap<usize, RuleHandles>,
 }
 
 impl RuleHandleMap {
     fn build(recorder: &impl Recorder, rules: &Arc<RuleSet>) -> Self {
-        let mut domains = FastMap::default();
+        let mut by_address = FastMap::default();
         for domain in rules.domains() {
-            let mut handles = FastMap::default();
-            collect(recorder, domain.name(), domain.root(), &mut handles);
-            domains.insert(domain.name().into(), handles);
+            let mut by_key_path = FastMap::default();
+            collect(
+                recorder,
+                domain.name(),
+                domain.root(),
+                &mut by_key_path,
+                &mut by_address,
+            );
         }
         Self {
             built_for: Arc::downgrade(rules),
-            domains,
+            rules: by_address,
         }
     }
 
@@ -137,20 +151,25 @@ impl RuleHandleMap {
     }
 }
 
-fn collect(
+/// Registers the series of every rule under `level` (once per key path of `domain`) and files
+/// each rule's handles under its address.
+fn collect<'r>(
     recorder: &impl Recorder,
     domain: &str,
-    level: &Children,
-    into: &mut FastMap<Box<str>, RuleHandles>,
+    level: &'r Children,
+    by_key_path: &mut FastMap<&'r str, RuleHandles>,
+    by_address: &mut FastMap<usize, RuleHandles>,
 ) {
     for (_, _, node) in level.iter() {
         if let Some(rule) = &node.rule
             && !rule.detailed_metric
         {
-            into.entry(rule.key_path.as_ref().into())
+            let handles = by_key_path
+                .entry(&rule.key_path)
                 .or_insert_with(|| RuleHandles::register(recorder, domain, &rule.key_path));
+            by_address.insert(rule_address(rule), handles.clone());
         }
-        collect(recorder, domain, &node.children, into);
+        collect(recorder, domain, &node.children, by_key_path, by_address);
     }
 }
 
@@ -165,7 +184,7 @@ pub(super) struct RuleCounters {
 impl fmt::Debug for RuleCounters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RuleCounters")
-            .field("domains", &self.current.load().domains.len())
+            .field("rules", &self.current.load().rules.len())
             .finish()
     }
 }
@@ -174,7 +193,7 @@ impl RuleCounters {
     pub(super) fn new() -> Self {
         let empty = || RuleHandleMap {
             built_for: Weak::new(),
-            domains: FastMap::default(),
+            rules: FastMap::default(),
         };
         Self {
             current: ArcSwap::from_pointee(empty()),
@@ -212,7 +231,6 @@ impl RuleCounters {
             self.prepare(recorder, rules);
             map = self.current.load();
         }
-        let domain = map.domains.get(request.domain);
         for (descriptor, answer) in request.descriptors.iter().zip(&decision.descriptors) {
             let Some(rule) = answer.rule else {
                 continue;
@@ -225,7 +243,7 @@ impl RuleCounters {
                     .record(answer, hits, ratio);
                 continue;
             }
-            match domain.and_then(|rules| rules.get(&*rule.key_path)) {
+            match map.rules.get(&rule_address(rule)) {
                 Some(handles) => handles.record(answer, hits, ratio),
                 None => unknown_rule(recorder, request.domain, rule).record(answer, hits, ratio),
             }
