@@ -48,8 +48,9 @@ pub(crate) struct Args {
     pub(crate) duration: Duration,
     /// Open loop: send this many requests per second in total, at fixed intervals spread over
     /// the connections, whatever the answers do; latency is measured from each request's
-    /// scheduled send time (no coordinated omission). Absent: closed loop (each in-flight slot
-    /// sends its next request when the previous one is answered).
+    /// scheduled send time (no coordinated omission). The client keeps its core busy while it
+    /// paces. Absent: closed loop (each in-flight slot sends its next request when the previous
+    /// one is answered).
     #[arg(long, value_name = "REQ_PER_S")]
     pub(crate) rate: Option<u64>,
     /// Requests sent and discarded before measuring (connections warm, counters created);

@@ -75,13 +75,3 @@ pub(crate) fn cpu_micros_per_request(
     };
     micros / completed.max(1) as f64
 }
-
-/// Asks the kernel for 1 µs of timer slack (default 50 µs) on this thread, best effort:
-/// threads created afterwards inherit it, so the open-loop pacer's sleeps end on time.
-/// `/proc/self/timerslack_ns` sets the main thread's slack, so call this before any thread
-/// (the tokio runtime included) is started.
-pub(crate) fn tighten_timer_slack() {
-    // Best effort: an older kernel or a locked-down /proc only makes the pacer less punctual,
-    // which the reported send lag shows.
-    let _ = std::fs::write("/proc/self/timerslack_ns", "1000");
-}

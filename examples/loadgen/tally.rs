@@ -21,12 +21,17 @@ impl Outcome {
     /// Reduces a call's result.
     pub(crate) fn of(result: &Result<tonic::Response<RateLimitResponse>, tonic::Status>) -> Self {
         match result {
-            Ok(response) => match RlsCode::try_from(response.get_ref().overall_code) {
-                Ok(RlsCode::Ok) => Self::Ok,
-                Ok(RlsCode::OverLimit) => Self::OverLimit,
-                _ => Self::Other,
-            },
+            Ok(response) => Self::answered(response.get_ref()),
             Err(status) => Self::Failed(status.code()),
+        }
+    }
+
+    /// Reduces an answer by its overall code.
+    pub(crate) fn answered(response: &RateLimitResponse) -> Self {
+        match RlsCode::try_from(response.overall_code) {
+            Ok(RlsCode::Ok) => Self::Ok,
+            Ok(RlsCode::OverLimit) => Self::OverLimit,
+            _ => Self::Other,
         }
     }
 }
@@ -35,8 +40,11 @@ impl Outcome {
 pub(crate) struct Tally {
     pub(crate) latency: Histogram<u64>,
     /// Open loop only: how late each request was handed to its connection after its scheduled
-    /// time (timer wake-up, the client's own backlog, or the in-flight cap).
+    /// time (pacing, the client's own backlog, or the in-flight cap).
     pub(crate) send_lag: Histogram<u64>,
+    /// Open loop only: the send lag of the requests that found a free call slot, i.e. the
+    /// client's own lateness (pacing, its own backlog), without waits caused by the server.
+    pub(crate) own_lag: Histogram<u64>,
     /// Failed calls by gRPC status code (0..=16).
     pub(crate) errors: [u64; 17],
     pub(crate) ok: u64,
@@ -45,6 +53,9 @@ pub(crate) struct Tally {
     pub(crate) other: u64,
     /// Open loop only: scheduled requests dropped unsent because the run's time was up.
     pub(crate) unsent: u64,
+    /// Open loop only: requests that found every call slot of their connection busy and
+    /// waited for one (the wait is in their send lag): the server, not the client, was slow.
+    pub(crate) capped: u64,
 }
 
 /// 1 µs .. 60 s in nanoseconds, 3 significant digits (0.1% resolution).
@@ -57,11 +68,13 @@ impl Tally {
         Ok(Self {
             latency: histogram()?,
             send_lag: histogram()?,
+            own_lag: histogram()?,
             errors: [0; 17],
             ok: 0,
             over_limit: 0,
             other: 0,
             unsent: 0,
+            capped: 0,
         })
     }
 
@@ -86,6 +99,9 @@ impl Tally {
         self.send_lag
             .add(&other.send_lag)
             .context("merging send-lag histograms")?;
+        self.own_lag
+            .add(&other.own_lag)
+            .context("merging own-lag histograms")?;
         for (mine, theirs) in self.errors.iter_mut().zip(other.errors) {
             *mine += theirs;
         }
@@ -93,6 +109,7 @@ impl Tally {
         self.over_limit += other.over_limit;
         self.other += other.other;
         self.unsent += other.unsent;
+        self.capped += other.capped;
         Ok(())
     }
 

@@ -9,6 +9,7 @@ use envoy_types::pb::envoy::extensions::common::ratelimit::v3::{
     RateLimitDescriptor, rate_limit_descriptor,
 };
 use envoy_types::pb::envoy::service::ratelimit::v3::RateLimitRequest;
+use tonic::codegen::Bytes;
 
 use crate::args::{Args, MAX_DESCRIPTORS, Pattern};
 
@@ -109,13 +110,22 @@ pub(crate) struct Workload {
 impl Workload {
     /// The request for `ticket` (its sequence number), with its own deadline set.
     pub(crate) fn request(&self, ticket: u64, rng: &mut u64) -> tonic::Request<RateLimitRequest> {
-        let key = match self.pattern {
-            Pattern::Sequential => ticket % self.key_space,
-            Pattern::Random => next_random(rng) % self.key_space,
-        };
-        let mut request = tonic::Request::new(self.request_for(key));
+        let mut request = tonic::Request::new(self.request_for(self.key(ticket, rng)));
         request.set_timeout(self.timeout);
         request
+    }
+
+    /// The gRPC-framed body of the request for `ticket`, for a raw HTTP/2 call (`wire`).
+    pub(crate) fn body(&self, ticket: u64, rng: &mut u64) -> anyhow::Result<Bytes> {
+        grpc_frame(&self.request_for(self.key(ticket, rng))).map(Bytes::from)
+    }
+
+    /// The key-space value for `ticket`: in sequence, or drawn from `rng`.
+    fn key(&self, ticket: u64, rng: &mut u64) -> u64 {
+        match self.pattern {
+            Pattern::Sequential => ticket % self.key_space,
+            Pattern::Random => next_random(rng) % self.key_space,
+        }
     }
 
     /// The request whose `{}` values are `key`.
