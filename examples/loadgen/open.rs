@@ -248,33 +248,39 @@ mod tests {
         (Arc::new(target), connections)
     }
 
-    fn workload() -> Arc<Workload> {
-        Arc::new(Workload {
+    /// Runs one open-loop phase against `Slow { delay, fail }` over `count` connections.
+    async fn run_against(
+        (delay, fail, count): (Duration, bool, usize),
+        (rate, total, limit, in_flight): (u64, u64, Duration, usize),
+    ) -> Tally {
+        let (target, connections) = serve(delay, fail, count).await;
+        let workload = Arc::new(Workload {
             domain: "test".into(),
             templates: Vec::new(),
             key_space: 1,
             pattern: Pattern::Random,
             hits: 0,
             timeout: Duration::from_secs(5),
-        })
-    }
-
-    fn schedule(rate: u64, total: u64, limit: Duration, in_flight: usize) -> Schedule {
-        Schedule {
+        });
+        let schedule = Schedule {
             rate,
             total,
             limit,
             in_flight,
-        }
+        };
+        let (tally, _) = run_open(&target, &connections, &workload, schedule, 1)
+            .await
+            .unwrap();
+        tally
     }
 
     #[tokio::test]
     async fn sends_every_scheduled_request_once() {
-        let (target, connections) = serve(Duration::ZERO, false, 2).await;
-        let plan = schedule(2_000, 40, Duration::from_secs(30), 4);
-        let (tally, _) = run_open(&target, &connections, &workload(), plan, 1)
-            .await
-            .unwrap();
+        let tally = run_against(
+            (Duration::ZERO, false, 2),
+            (2_000, 40, Duration::from_secs(30), 4),
+        )
+        .await;
         assert_eq!((tally.ok, tally.completed(), tally.unsent), (40, 40, 0));
         assert_eq!(tally.send_lag.len(), 40);
         assert_eq!(tally.latency.len(), 40);
@@ -285,11 +291,11 @@ mod tests {
         // One slot, 20 ms answers, requests due at 0, 1 and 2 ms: the third goes out after
         // the first two are answered (>= 40 ms) and is answered >= 60 ms after start, so its
         // latency from its scheduled time (2 ms) is at least 58 ms, its send lag at least 38.
-        let (target, connections) = serve(Duration::from_millis(20), false, 1).await;
-        let plan = schedule(1_000, 3, Duration::from_secs(30), 1);
-        let (tally, _) = run_open(&target, &connections, &workload(), plan, 1)
-            .await
-            .unwrap();
+        let tally = run_against(
+            (Duration::from_millis(20), false, 1),
+            (1_000, 3, Duration::from_secs(30), 1),
+        )
+        .await;
         assert_eq!(tally.completed(), 3);
         assert!(tally.latency.max() >= 58_000_000, "{}", tally.latency.max());
         assert!(
@@ -303,22 +309,22 @@ mod tests {
     async fn requests_still_waiting_at_the_deadline_are_unsent() {
         // 50 requests due within the 50 ms limit, one slot, answers after 500 ms: at most the
         // first goes out; every other one is still waiting for the slot at the deadline.
-        let (target, connections) = serve(Duration::from_millis(500), false, 1).await;
-        let plan = schedule(1_000, 1_000, Duration::from_millis(50), 1);
-        let (tally, _) = run_open(&target, &connections, &workload(), plan, 1)
-            .await
-            .unwrap();
+        let tally = run_against(
+            (Duration::from_millis(500), false, 1),
+            (1_000, 1_000, Duration::from_millis(50), 1),
+        )
+        .await;
         assert!(tally.completed() <= 1, "{}", tally.completed());
         assert_eq!(tally.completed() + tally.unsent, 50);
     }
 
     #[tokio::test]
     async fn failed_calls_are_counted_by_grpc_code() {
-        let (target, connections) = serve(Duration::ZERO, true, 1).await;
-        let plan = schedule(1_000, 5, Duration::from_secs(30), 2);
-        let (tally, _) = run_open(&target, &connections, &workload(), plan, 1)
-            .await
-            .unwrap();
+        let tally = run_against(
+            (Duration::ZERO, true, 1),
+            (1_000, 5, Duration::from_secs(30), 2),
+        )
+        .await;
         assert_eq!(tally.completed(), 5);
         assert_eq!(tally.errors[tonic::Code::Unavailable as usize], 5);
     }
