@@ -33,11 +33,15 @@ pub(crate) struct Target {
     uri: Uri,
     /// `grpc-timeout`, in tonic's format.
     timeout: HeaderValue,
+    /// The same deadline, kept by the client too: a server that stops answering (stopped,
+    /// wedged) must not keep a call, and so the run, waiting forever.
+    deadline: Duration,
 }
 
 impl Target {
     /// The target for server `addr` (`http://host:port`) and the per-call deadline `timeout`.
     pub(crate) fn new(addr: &str, timeout: Duration) -> anyhow::Result<Self> {
+        let deadline = timeout;
         let base: Uri = addr.parse().context("--addr is not a URI")?;
         let authority = base.authority().context("--addr has no host:port")?;
         let uri = Uri::builder()
@@ -57,7 +61,11 @@ impl Target {
             .context("grpc-timeout is not text")?
             .parse()
             .context("grpc-timeout is not a header value")?;
-        Ok(Self { uri, timeout })
+        Ok(Self {
+            uri,
+            timeout,
+            deadline,
+        })
     }
 
     /// Opens one HTTP/2 connection (its own TCP connection, `TCP_NODELAY`); the task driving it
@@ -82,9 +90,10 @@ impl Target {
 
     /// Makes one ShouldRateLimit call with `body` (an already gRPC-framed request).
     pub(crate) async fn call(&self, send: SendRequest<Bytes>, body: Bytes) -> Outcome {
-        match self.exchange(send, body).await {
-            Ok(response) => Outcome::answered(&response),
-            Err(status) => Outcome::Failed(status.code()),
+        match tokio::time::timeout(self.deadline, self.exchange(send, body)).await {
+            Ok(Ok(response)) => Outcome::answered(&response),
+            Ok(Err(status)) => Outcome::Failed(status.code()),
+            Err(_) => Outcome::Failed(tonic::Code::DeadlineExceeded),
         }
     }
 
@@ -202,6 +211,21 @@ mod tests {
         headers.insert("grpc-status", HeaderValue::from_static("14"));
         let status = grpc_status(&headers).unwrap().unwrap_err();
         assert_eq!(status.code(), Code::Unavailable);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_fails_the_call_at_the_deadline() {
+        // Accepts and holds the connection, never speaks HTTP/2: the call must still end.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let held = tokio::spawn(async move { listener.accept().await });
+        let target = Target::new(&format!("http://{addr}"), Duration::from_millis(200)).unwrap();
+        let send = target.connect().await.unwrap();
+        let outcome = target
+            .call(send, Bytes::from_static(&[0, 0, 0, 0, 0]))
+            .await;
+        assert!(matches!(outcome, Outcome::Failed(Code::DeadlineExceeded)));
+        drop(held);
     }
 
     #[test]
