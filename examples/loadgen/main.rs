@@ -106,8 +106,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         None => None,
     };
-    let mut clients = Vec::with_capacity(args.connections);
-    for _ in 0..args.connections {
+    // tonic clients serve the closed loop and the warm-up; an open loop without a warm-up
+    // would only hold them open, idle, beside its own connections.
+    let tonic_connections = if open.is_none() || args.warmup > 0 {
+        args.connections
+    } else {
+        0
+    };
+    let mut clients = Vec::with_capacity(tonic_connections);
+    for _ in 0..tonic_connections {
         // One `connect` per client: each is its own HTTP/2 connection.
         let channel = endpoint
             .connect()

@@ -147,12 +147,11 @@ impl Dispatcher<'_> {
         if self.busy[connection] < self.in_flight {
             let lag = self.send(connection, ticket, now)?;
             self.tally.own_lag.saturating_record(lag);
-            Ok(())
         } else {
             self.waiting[connection].push_back(ticket);
             self.tally.capped += 1;
-            Ok(())
         }
+        Ok(())
     }
 
     /// Records an answer and gives its slot to the oldest request waiting on that connection.
